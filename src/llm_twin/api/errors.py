@@ -1,0 +1,127 @@
+"""Every error the API returns has one shape: ``{"error": {"code", "message"[, "field"]}}``.
+
+Messages are fixed per error kind (or, for invalid input, written for users): exception text and
+stack traces go to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llm_twin.api.schemas import ErrorDetail, ErrorResponse
+from llm_twin.errors import InvalidInputError, LLMTwinError, StoreLockedError, StoreUnavailableError
+from llm_twin.generation.base import LLMError, LLMTimeoutError, LLMUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceNotReadyError(LLMTwinError):
+    """The pipeline could not be built or warmed up for a reason other than the store or the LLM."""
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
+    """HTTP status and safe body for an exception (also used for SSE ``error`` events)."""
+    if isinstance(error, InvalidInputError):
+        return 422, ErrorDetail(code="invalid_input", message=str(error), field=error.field)
+    if isinstance(error, StoreLockedError):
+        return 503, ErrorDetail(
+            code="store_unavailable", message="the vector store is locked by another process; try again later"
+        )
+    if isinstance(error, StoreUnavailableError):
+        return 503, ErrorDetail(
+            code="store_unavailable",
+            message="the vector store is unavailable (run `llm-twin ingest` first, or check the Qdrant server)",
+        )
+    if isinstance(error, LLMTimeoutError):
+        return 504, ErrorDetail(code="llm_timeout", message="the language model did not answer in time; try again")
+    if isinstance(error, LLMUnavailableError):
+        return 503, ErrorDetail(code="llm_unavailable", message="the language model is unavailable")
+    if isinstance(error, LLMError):
+        return 502, ErrorDetail(code="llm_error", message="the language model failed to produce an answer")
+    if isinstance(error, ServiceNotReadyError):
+        return 503, ErrorDetail(code="not_ready", message="the service is starting or failed to start; see /ready")
+    if isinstance(error, TimeoutError):
+        return 504, ErrorDetail(code="timeout", message="the request timed out")
+    return 500, ErrorDetail(code="internal_error", message="internal server error")
+
+
+def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=detail).model_dump(exclude_none=True)
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"} and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_detail(error: RequestValidationError) -> ErrorDetail:
+    """422 body naming the field(s): ``query: String should have at least 1 character``."""
+    messages: list[str] = []
+    fields: list[str] = []
+    for item in error.errors():
+        loc = tuple(item.get("loc") or ())
+        if item.get("type") == "json_invalid":
+            field, message = "body", "invalid JSON"
+        else:
+            field = _field(loc)
+            message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        if item.get("type") == "extra_forbidden":
+            message = "unknown field"
+        fields.append(field)
+        messages.append(f"{field}: {message}")
+    return ErrorDetail(code="invalid_input", message="; ".join(messages) or "invalid request", field=fields[0] if fields else None)
+
+
+async def _validation_handler(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return error_response(422, validation_detail(error))
+
+
+async def _http_handler(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
+    return error_response(error.status_code, ErrorDetail(code=code, message=message), getattr(error, "headers", None))
+
+
+async def _known_handler(request: Request, error: Exception) -> JSONResponse:
+    status, detail = describe_error(error)
+    if status >= 500:
+        logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, detail.code, error,
+                       exc_info=error if not isinstance(error, (LLMTwinError, LLMError)) else None)
+    return error_response(status, detail)
+
+
+async def _unexpected_handler(request: Request, error: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    status, detail = describe_error(error)
+    return error_response(status, detail)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    for kind in (LLMTwinError, LLMError, TimeoutError):
+        app.add_exception_handler(kind, _known_handler)
+    app.add_exception_handler(Exception, _unexpected_handler)

@@ -1,0 +1,34 @@
+"""Liveness (``/health``: the process answers) and readiness (``/ready``: models loaded, store open)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from llm_twin.api.deps import PipelineDep, SettingsDep
+from llm_twin.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from llm_twin.observability import tracing_mode
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=HealthResponse, summary="Liveness: the process is up")
+async def health() -> HealthResponse:
+    # Async and dependency-free: it answers even while every worker thread is generating.
+    return HealthResponse()
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    summary="Readiness: the LLM is loaded and the vector store is open",
+    responses={503: {"model": ErrorResponse, "description": "Store or LLM unavailable (retried at most every 5 s)"}},
+)
+async def ready(pipeline: PipelineDep, settings: SettingsDep) -> ReadyResponse:
+    store = getattr(getattr(pipeline.retrieval, "store", None), "backend", None)
+    return ReadyResponse(
+        model=pipeline.llm.model_name,
+        embedding_model=settings.embedding_model,
+        store=store or ("qdrant-server" if settings.qdrant_url else "embedded"),
+        rerank_backend=settings.rerank_backend,
+        tracing=tracing_mode(),
+    )

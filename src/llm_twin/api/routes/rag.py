@@ -1,0 +1,138 @@
+"""``POST /rag``: answer a question from the indexed writing, as JSON or as Server-Sent Events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from llm_twin.api.deps import ServiceDep, SettingsDep
+from llm_twin.api.errors import describe_error
+from llm_twin.api.schemas import (
+    DoneEventData,
+    ErrorResponse,
+    RAGRequest,
+    RAGResponse,
+    SourcesEventData,
+    TokenEventData,
+)
+from llm_twin.api.service import ThreadedStream
+from llm_twin.errors import InvalidInputError
+from llm_twin.generation.rag import DoneEvent, RAGEvent, SourcesEvent, TokenEvent
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["rag"])
+
+#: SSE comment sent while nothing else is (queued behind other generations): keeps proxies and
+#: clients from timing the connection out.
+KEEPALIVE_S = 15.0
+
+STREAM_DESCRIPTION = """
+Answer ``query`` from the indexed writing, citing sources as ``[n]`` (``sources[n-1]``).
+
+**Streaming.** With ``"stream": true`` (or, when ``stream`` is omitted, ``Accept: text/event-stream``)
+the response is Server-Sent Events, each ``data`` one JSON object:
+
+- ``event: sources`` — once retrieval is done: ``sources``, ``author``, ``expanded_queries``, ``model``,
+  ``rerank``, retrieval ``timings_ms``;
+- ``event: token`` — ``{"text": ...}`` per generated piece;
+- ``event: done`` — ``answer`` (full text), ``timings_ms`` (incl. ``ttft`` and ``total``), ``model``,
+  ``rerank``, ``usage``;
+- ``event: error`` — ``{"error": {"code", "message"}}`` if the LLM fails after the stream started.
+
+Errors before the stream starts (invalid input, store unavailable) are ordinary JSON error responses.
+"""
+
+
+def sse(event: str, data: BaseModel) -> bytes:
+    return f"event: {event}\ndata: {data.model_dump_json()}\n\n".encode()
+
+
+def encode_event(event: RAGEvent) -> bytes:
+    if isinstance(event, SourcesEvent):
+        return sse("sources", SourcesEventData.from_event(event))
+    if isinstance(event, TokenEvent):
+        return sse("token", TokenEventData(text=event.text))
+    if isinstance(event, DoneEvent):
+        return sse("done", DoneEventData.from_answer(event.answer))
+    raise TypeError(f"unknown event {event!r}")  # pragma: no cover
+
+
+def wants_stream(body: RAGRequest, request: Request) -> bool:
+    if body.stream is not None:
+        return body.stream
+    return "text/event-stream" in request.headers.get("accept", "").lower()
+
+
+@router.post(
+    "/rag",
+    response_model=RAGResponse,
+    summary="Answer a question, grounded in the indexed writing",
+    description=STREAM_DESCRIPTION,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        422: {"model": ErrorResponse, "description": "Invalid input; `field` names it"},
+        502: {"model": ErrorResponse, "description": "The LLM failed"},
+        503: {"model": ErrorResponse, "description": "Vector store or LLM unavailable"},
+        504: {"model": ErrorResponse, "description": "The LLM did not answer in time"},
+    },
+)
+async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings: SettingsDep):  # type: ignore[no-untyped-def]
+    if body.expand_to_n is not None and body.expand_to_n > settings.expand_max:
+        raise InvalidInputError("expand_to_n", f"must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
+    # Not a dependency on purpose: invalid input must get its 422 even while the store is down.
+    pipeline = await service.require_pipeline()
+    arguments = {"query": body.query, "k": body.k, "expand_to_n": body.expand_to_n, "author": body.author}
+
+    if not wants_stream(body, request):
+        answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
+        return RAGResponse.from_answer(answer)
+
+    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments)).start()
+    try:
+        # Wait for the sources event before committing to a 200, so retrieval errors (bad author,
+        # store gone) still get their JSON status code.
+        kind, payload = await stream.get()
+    except BaseException:
+        stream.stop()
+        raise
+    if kind == "error":
+        assert isinstance(payload, BaseException)
+        raise payload
+    return StreamingResponse(
+        _event_stream(stream, payload),  # type: ignore[arg-type]
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(stream: ThreadedStream[RAGEvent], first: RAGEvent | None) -> AsyncIterator[bytes]:
+    """SSE bytes from the producer thread; closing this generator (client gone) stops generation."""
+    try:
+        if first is not None:
+            yield encode_event(first)
+        while True:
+            try:
+                kind, payload = await stream.get(timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if kind == "item":
+                yield encode_event(payload)  # type: ignore[arg-type]
+            elif kind == "error":
+                assert isinstance(payload, BaseException)
+                status, detail = describe_error(payload)
+                logger.warning("stream failed after it started (%d %s): %s", status, detail.code, payload,
+                               exc_info=payload if status == 500 else None)
+                yield sse("error", ErrorResponse(error=detail))
+                return
+            else:
+                return
+    finally:
+        stream.stop()

@@ -1,0 +1,189 @@
+"""Request and response models of the HTTP API (also used by ``llm-twin ask --json``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llm_twin.domain.authors import Author
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.generation.rag import RAGAnswer, SourcesEvent
+
+QUERY_MAX_CHARS = 2000
+SNIPPET_CHARS = 240
+
+
+class RAGRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"query": "What did Guido van Rossum write about pattern matching?"}]},
+    )
+
+    query: Annotated[str, Field(min_length=1, max_length=QUERY_MAX_CHARS, description="The question.")]
+    k: Annotated[int | None, Field(ge=1, le=100, description="Sources to retrieve (default: settings).")] = None
+    expand_to_n: Annotated[
+        int | None, Field(ge=1, description="Query variants incl. the original, at most LLM_TWIN_EXPAND_MAX.")
+    ] = None
+    author: Annotated[
+        str | None, Field(max_length=200, description="Only use this author's writing (name or alias).")
+    ] = None
+    stream: Annotated[
+        bool | None,
+        Field(description="Server-Sent Events; when omitted, `Accept: text/event-stream` asks for a stream."),
+    ] = None
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("author")
+    @classmethod
+    def _blank_author_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
+class Source(BaseModel):
+    """One chunk the answer was grounded on; ``sources[i]`` is cited as ``[i+1]``."""
+
+    id: str
+    collection: str
+    content_type: str
+    title: str | None
+    author_full_name: str = Field(description="All authors of the source document, comma-separated.")
+    authors: list[str]
+    link: str | None
+    score: float
+    snippet: str
+
+    @classmethod
+    def from_chunk(cls, chunk: EmbeddedChunk) -> Source:
+        text = " ".join(chunk.content.split())
+        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
+        return cls(
+            id=chunk.id,
+            collection=chunk.collection,
+            content_type=chunk.content_type,
+            title=chunk.title or chunk.name,
+            author_full_name=chunk.author_full_name,
+            authors=list(chunk.authors) or [chunk.author_full_name],
+            link=chunk.link,
+            score=round(float(chunk.score), 6),
+            snippet=snippet,
+        )
+
+
+class AuthorRef(BaseModel):
+    id: str
+    full_name: str
+
+    @classmethod
+    def from_author(cls, author: Author | None) -> AuthorRef | None:
+        return cls(id=author.id, full_name=author.full_name) if author else None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class RAGResponse(BaseModel):
+    answer: str
+    sources: list[Source]
+    author: AuthorRef | None = Field(description="The author the answer was restricted to, if any.")
+    expanded_queries: list[str]
+    timings_ms: dict[str, float]
+    model: str
+    rerank: str = Field(description='Reranker backend used, e.g. "cross-encoder", "llm" or "none".')
+    usage: Usage
+    warnings: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_answer(cls, answer: RAGAnswer) -> RAGResponse:
+        return cls(
+            answer=answer.answer,
+            sources=[Source.from_chunk(c) for c in answer.sources],
+            author=AuthorRef.from_author(answer.author),
+            expanded_queries=answer.expanded_queries,
+            timings_ms=answer.timings_ms,
+            model=answer.model,
+            rerank=answer.rerank,
+            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
+            warnings=answer.warnings,
+        )
+
+
+# --- Server-Sent Events payloads (documented in the OpenAPI description of POST /rag) ------------
+
+
+class SourcesEventData(BaseModel):
+    sources: list[Source]
+    author: AuthorRef | None
+    expanded_queries: list[str]
+    model: str
+    rerank: str
+    timings_ms: dict[str, float]
+    warnings: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_event(cls, event: SourcesEvent) -> SourcesEventData:
+        return cls(
+            sources=[Source.from_chunk(c) for c in event.sources],
+            author=AuthorRef.from_author(event.author),
+            expanded_queries=event.expanded_queries,
+            model=event.model,
+            rerank=event.rerank,
+            timings_ms=event.timings_ms,
+            warnings=event.warnings,
+        )
+
+
+class TokenEventData(BaseModel):
+    text: str
+
+
+class DoneEventData(BaseModel):
+    answer: str
+    timings_ms: dict[str, float]
+    model: str
+    rerank: str
+    usage: Usage
+
+    @classmethod
+    def from_answer(cls, answer: RAGAnswer) -> DoneEventData:
+        return cls(
+            answer=answer.answer,
+            timings_ms=answer.timings_ms,
+            model=answer.model,
+            rerank=answer.rerank,
+            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
+        )
+
+
+# --- health, errors -------------------------------------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    model: str
+    embedding_model: str
+    store: str = Field(description="Vector store backend.")
+    rerank_backend: str
+    tracing: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_input, store_unavailable.")
+    message: str = Field(description="Safe, human-readable explanation (never internals).")
+    field: str | None = Field(default=None, description="The request field at fault, for invalid_input.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,162 @@
+"""Process-wide service state (the one pipeline) and the sync→async bridge used for streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from typing import Generic, Literal, TypeVar
+
+import anyio
+
+from llm_twin.api.errors import ServiceNotReadyError
+from llm_twin.errors import LLMTwinError
+from llm_twin.generation.base import LLMError
+from llm_twin.generation.rag import RAGPipeline
+from llm_twin.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: After a failed start (store missing, model not loadable), retry at most this often.
+RETRY_INTERVAL_S = 5.0
+#: Worker threads for blocking /rag calls. Requests beyond this wait (FIFO) for a thread; the
+#: local model's own fair queue orders the generations. Kept apart from anyio's default pool so
+#: queued generations never starve other sync work.
+RAG_THREADS = 32
+
+
+class ServiceState:
+    """Owns the ``RAGPipeline``: built and warmed once at startup, rebuilt on demand if that failed.
+
+    A failed start (store missing or locked, model unavailable) leaves the API up: ``/health``
+    answers, ``/ready`` and ``/rag`` return 503, and the next request after ``RETRY_INTERVAL_S``
+    tries again, so running ``llm-twin ingest`` after ``serve`` needs no restart.
+    """
+
+    def __init__(self, settings: Settings, pipeline: RAGPipeline | None = None) -> None:
+        self.settings = settings
+        self._pipeline = pipeline
+        self._owns_pipeline = pipeline is None
+        self._ready = False
+        self._error: BaseException | None = None
+        self._last_attempt = float("-inf")
+        self._lock = asyncio.Lock()
+        self.limiter = anyio.CapacityLimiter(RAG_THREADS)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def pipeline(self) -> RAGPipeline | None:
+        return self._pipeline
+
+    async def start(self) -> None:
+        """Build and warm the pipeline in a worker thread; failures are logged, not raised."""
+        try:
+            await self.require_pipeline(force=True)
+        except Exception as error:  # noqa: BLE001 - the service stays up and reports not ready
+            logger.warning("service not ready: %s", error)
+
+    async def require_pipeline(self, force: bool = False) -> RAGPipeline:
+        """The warmed pipeline, or the error that keeps it from starting (mapped to 503 by the API)."""
+        if self._ready and self._pipeline is not None:
+            return self._pipeline
+        async with self._lock:
+            if self._ready and self._pipeline is not None:
+                return self._pipeline
+            if not force and self._error is not None and time.monotonic() - self._last_attempt < RETRY_INTERVAL_S:
+                raise self._error
+            self._last_attempt = time.monotonic()
+            try:
+                self._pipeline = await anyio.to_thread.run_sync(self._build)
+            except (LLMTwinError, LLMError) as error:
+                self._error = error
+                raise
+            except Exception as error:
+                logger.exception("pipeline failed to start")
+                self._error = ServiceNotReadyError("pipeline failed to start")
+                raise self._error from error
+            self._ready, self._error = True, None
+            return self._pipeline
+
+    def _build(self) -> RAGPipeline:
+        pipeline = self._pipeline or RAGPipeline.from_settings(self.settings)
+        self._pipeline = pipeline  # keep it: a retry only needs to warm up again
+        started = time.perf_counter()
+        pipeline.warm_up()
+        logger.info("pipeline ready in %.2fs (model %s)", time.perf_counter() - started, pipeline.llm.model_name)
+        return pipeline
+
+    async def close(self) -> None:
+        if self._pipeline is not None and self._owns_pipeline:
+            await anyio.to_thread.run_sync(self._pipeline.close)
+        self._ready = False
+
+
+Message = tuple[Literal["item"], T] | tuple[Literal["error"], BaseException] | tuple[Literal["end"], None]
+
+
+class ThreadedStream(Generic[T]):
+    """Iterate a blocking generator in its own thread and receive its items on the event loop.
+
+    The whole generator runs in one thread (with the caller's contextvars, so trace context
+    follows), the loop is never blocked, and ``stop()`` (client gone) makes the producer close
+    the generator after the item in progress, which ends generation and frees the model.
+    """
+
+    def __init__(self, make_iterator: Callable[[], Iterator[T]], name: str = "rag-stream") -> None:
+        self._make_iterator = make_iterator
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Message[T]] = asyncio.Queue()
+        self._stop = threading.Event()
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._produce,), name=name, daemon=True)
+
+    def start(self) -> ThreadedStream[T]:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    async def get(self, timeout: float | None = None) -> Message[T]:
+        """Next message; raises ``TimeoutError`` after ``timeout`` seconds without one."""
+        if timeout is None:
+            return await self._queue.get()
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    def _produce(self) -> None:
+        try:
+            iterator = self._make_iterator()
+            with closing(iterator):  # type: ignore[type-var]  # generators have close()
+                for item in iterator:
+                    if self._stop.is_set():
+                        break
+                    self._put(("item", item))
+                    if self._stop.is_set():
+                        break
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, who maps it
+            self._put(("error", error))
+        else:
+            self._put(("end", None))
+
+    def _put(self, message: Message[T]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._stop.set()

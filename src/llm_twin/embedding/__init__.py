@@ -1,0 +1,1 @@
+"""Text embedders (dense) and the BM25 sparse encoder."""

@@ -1,0 +1,92 @@
+"""Sentence embeddings with ONNX Runtime + tokenizers (all-MiniLM-L6-v2 int8 by default)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from llm_twin.models import OnnxModelFiles, resolve_embedding_model
+
+
+class OnnxSentenceEmbedder:
+    """Mean-pooled, L2-normalised sentence embeddings; model loaded once in ``warm_up()``."""
+
+    def __init__(
+        self,
+        model: str = "sentence-transformers/all-MiniLM-L6-v2",
+        max_seq_tokens: int = 256,
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        self.model = model
+        self.max_seq_tokens = max_seq_tokens
+        self.batch_size = batch_size
+        self.threads = threads
+        self._files: OnnxModelFiles | None = None
+        self._session = None
+        self._tokenizer = None
+        self._input_names: set[str] = set()
+        self.dimension = 0
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._files.model_id if self._files else self.model
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            files = resolve_embedding_model(self.model)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads or os.cpu_count() or 1
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(files.model), options, providers=["CPUExecutionProvider"])
+            tokenizer = Tokenizer.from_file(str(files.tokenizer))
+            tokenizer.enable_truncation(max_length=self.max_seq_tokens)
+            tokenizer.no_padding()  # we pad per batch to the longest member, not to max length
+            self._input_names = {i.name for i in session.get_inputs()}
+            self._files, self._tokenizer = files, tokenizer
+            self._session = session
+            self.dimension = int(self._encode_batch(["warm up"]).shape[1])
+
+    @property
+    def tokenizer(self):
+        self.warm_up()
+        return self._tokenizer
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings in input order; batches are formed over length-sorted texts to minimise padding."""
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            out[index] = self._run([encodings[i] for i in index])
+        return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        return self._run(self._tokenizer.encode_batch(texts))
+
+    def _run(self, encodings) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)

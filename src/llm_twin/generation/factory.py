@@ -1,0 +1,67 @@
+"""Build the generation LLM and the helper LLM (query expansion, self-query) from settings.
+
+Backends are imported lazily so a deployment only needs the dependencies of the backend it uses
+(llama-cpp-python for the embedded model, boto3 for SageMaker).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from llm_twin.generation.base import LLMClient, LLMUnavailableError
+
+if TYPE_CHECKING:
+    from llm_twin.settings import Settings
+
+
+def build_llm(settings: Settings) -> LLMClient:
+    """The generation LLM for ``settings.llm_backend``; not warmed up (call ``warm_up()`` at startup)."""
+    backend = settings.llm_backend
+    if backend == "llama-cpp":
+        from llm_twin.generation.llama_cpp import LlamaCppClient
+
+        return LlamaCppClient.from_settings(settings)
+    if backend == "sagemaker":
+        from llm_twin.generation.sagemaker import SagemakerTGIClient
+
+        return SagemakerTGIClient(settings)
+    if backend == "openai":
+        from llm_twin.generation.openai_compat import OpenAICompatibleClient
+
+        return OpenAICompatibleClient.from_settings(settings)
+    raise LLMUnavailableError(f"unknown LLM backend {backend!r}")
+
+
+def build_helper_llm(settings: Settings) -> LLMClient | None:
+    """The small helper LLM, or None when disabled (callers then skip expansion / LLM self-query).
+
+    ``llama-cpp`` reuses the generation GGUF: ``get_llama`` shares one loaded model per
+    (path, n_ctx), so the helper costs no extra memory, and both clients queue on the same lock.
+    The helper waits at most ``helper_llm_timeout_s`` for that lock, so retrieval can degrade
+    (e.g. skip expansion) instead of stalling behind long generations.
+    """
+    backend = settings.helper_llm_backend
+    if backend == "none":
+        return None
+    if backend == "llama-cpp":
+        from llm_twin.generation.llama_cpp import LlamaCppClient
+
+        return LlamaCppClient.from_settings(settings, queue_timeout_s=settings.helper_llm_timeout_s)
+    if backend == "openai":
+        from llm_twin.generation.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
+
+        key = (
+            settings.helper_llm_api_key.get_secret_value()
+            if settings.helper_llm_api_key
+            else os.environ.get("OPENAI_API_KEY")
+        )
+        return OpenAICompatibleClient(
+            settings.helper_llm_base_url or OPENAI_BASE_URL,
+            settings.helper_llm_model,
+            api_key=key,
+            timeout_s=settings.helper_llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            context_window=settings.llm_n_ctx,
+        )
+    raise LLMUnavailableError(f"unknown helper LLM backend {backend!r}")

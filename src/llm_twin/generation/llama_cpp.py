@@ -1,0 +1,286 @@
+"""Embedded generation with llama.cpp (llama-cpp-python): the default, CPU-only, offline backend.
+
+One ``Llama`` object per (GGUF path, n_ctx) per process, shared by the generator and the helper
+LLM through ``get_llama``. A llama.cpp context is not thread-safe and generation is CPU-bound, so
+every use goes through one FIFO lock per model: requests are served in arrival order and a
+request that waits longer than the queue timeout fails with ``LLMTimeoutError`` (HTTP 504).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_twin.generation.base import (
+    ChatMessage,
+    Completion,
+    GenerationParams,
+    LLMError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+)
+from llm_twin.models import ModelNotFoundError, resolve_gguf
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+    from llm_twin.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class FairLock:
+    """A FIFO mutex: waiters acquire in arrival order, with a timeout.
+
+    ``threading.Lock`` lets a releasing thread re-acquire immediately (barging), which under load
+    starves earlier requests. Here release hands ownership directly to the oldest waiter. The
+    owner is not tracked, so a streaming generator may release from another worker thread.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._locked = False
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        with self._mutex:
+            if not self._locked and not self._waiters:
+                self._locked = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._mutex:
+            if turn.is_set():  # handed over between the timeout and taking the mutex
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # stays locked: ownership moves to the next waiter
+            elif self._locked:
+                self._locked = False
+            else:
+                raise RuntimeError("release of an unlocked FairLock")
+
+    @property
+    def queue_length(self) -> int:
+        """Requests waiting (not counting the one running)."""
+        with self._mutex:
+            return len(self._waiters)
+
+    def locked(self) -> bool:
+        with self._mutex:
+            return self._locked
+
+
+@dataclass(frozen=True)
+class SharedLlama:
+    """A loaded model and the lock every user of it must hold while generating."""
+
+    llama: Llama
+    lock: FairLock
+    path: Path
+    n_ctx: int
+    load_seconds: float
+
+
+_CACHE: dict[tuple[str, int], SharedLlama] = {}
+_CACHE_LOCK = threading.Lock()  # held while loading so two callers never load the same file twice
+
+
+def default_threads() -> int:
+    """CPU cores available to this process (respects affinity / container cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_llama(path: Path | str, n_ctx: int, n_threads: int | None = None) -> SharedLlama:
+    """The process-wide model for (path, n_ctx), loading it on first use.
+
+    ``n_threads`` only applies to the first load. Raises ``LLMUnavailableError`` when
+    llama-cpp-python is missing or the file cannot be loaded.
+    """
+    resolved = Path(path).expanduser().resolve()
+    key = (str(resolved), n_ctx)
+    with _CACHE_LOCK:
+        shared = _CACHE.get(key)
+        if shared is not None:
+            return shared
+        try:
+            from llama_cpp import Llama
+        except ImportError as error:  # optional extra: the service can still run other backends
+            raise LLMUnavailableError("llama-cpp-python is not installed (pip install '.[local-llm]')") from error
+        threads = n_threads or default_threads()
+        started = time.perf_counter()
+        try:
+            llama = Llama(
+                model_path=str(resolved),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        except Exception as error:  # ValueError for missing/corrupt files, RuntimeError from the C side
+            raise LLMUnavailableError(f"cannot load GGUF model {resolved.name}: {error}") from error
+        elapsed = time.perf_counter() - started
+        logger.info("loaded %s (n_ctx=%d, threads=%d) in %.2fs", resolved.name, n_ctx, threads, elapsed)
+        shared = SharedLlama(llama=llama, lock=FairLock(), path=resolved, n_ctx=n_ctx, load_seconds=elapsed)
+        _CACHE[key] = shared
+        return shared
+
+
+def clear_llama_cache() -> None:
+    """Forget loaded models (tests, reloads); clients that hold one keep it alive until dropped."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+class LlamaCppClient:
+    """``LLMClient`` over a local GGUF file, using the chat template stored in the GGUF."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        models_dir: Path,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        queue_timeout_s: float = 300.0,
+    ) -> None:
+        self.model_name = Path(model).stem if model.endswith(".gguf") else model
+        self.context_window = n_ctx
+        self._model = model
+        self._models_dir = models_dir
+        self._n_threads = n_threads
+        self._queue_timeout_s = queue_timeout_s
+        self._shared: SharedLlama | None = None
+        self._warm_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, queue_timeout_s: float | None = None) -> LlamaCppClient:
+        return cls(
+            settings.llm_model,
+            models_dir=settings.models_dir,
+            n_ctx=settings.llm_n_ctx,
+            n_threads=settings.llm_n_threads,
+            queue_timeout_s=settings.llm_queue_timeout_s if queue_timeout_s is None else queue_timeout_s,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Resolve (and assemble, first time) the GGUF and load it; idempotent and thread-safe."""
+        if self._shared is not None:
+            return
+        with self._warm_lock:
+            if self._shared is not None:
+                return
+            try:
+                path = resolve_gguf(self._model, self._models_dir)
+            except ModelNotFoundError as error:
+                raise LLMUnavailableError(str(error)) from error
+            self._shared = get_llama(path, self.context_window, self._n_threads)
+
+    @property
+    def shared(self) -> SharedLlama:
+        """The loaded model (warms up on first use)."""
+        self.warm_up()
+        assert self._shared is not None
+        return self._shared
+
+    @property
+    def queue_length(self) -> int:
+        return self._shared.lock.queue_length if self._shared else 0
+
+    # --- LLMClient ---------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        # Tokenizing only reads the vocabulary, so it needs no lock: prompt budgeting must not
+        # wait behind a running generation.
+        return len(self.shared.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
+        shared = self.shared
+        with self._turn(shared):
+            started = time.perf_counter()
+            try:
+                response: Any = shared.llama.create_chat_completion(
+                    messages=list(messages), stream=False, **self._sampling(params)
+                )
+            except Exception as error:
+                raise LLMError(f"llama.cpp generation failed: {error}") from error
+            elapsed = time.perf_counter() - started
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            finish_reason=choice.get("finish_reason"),
+            extra={"model": self.model_name, "generation_seconds": round(elapsed, 3)},
+        )
+
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
+        """Yield content pieces; the model stays locked until the generator finishes or is closed.
+
+        Consumers that stop early should ``close()`` the generator (Starlette does when the client
+        disconnects; CPython also closes it when the last reference goes away).
+        """
+        shared = self.shared
+        with self._turn(shared):
+            try:
+                chunks: Any = shared.llama.create_chat_completion(
+                    messages=list(messages), stream=True, **self._sampling(params)
+                )
+            except Exception as error:
+                raise LLMError(f"llama.cpp generation failed: {error}") from error
+            try:
+                for chunk in chunks:
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
+            except GeneratorExit:
+                raise
+            except Exception as error:
+                raise LLMError(f"llama.cpp generation failed: {error}") from error
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()  # stop llama.cpp's own generator before the next request takes the model
+
+    # --- internals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _turn(self, shared: SharedLlama) -> Iterator[None]:
+        if not shared.lock.acquire(timeout=self._queue_timeout_s):
+            raise LLMTimeoutError(
+                f"local model busy: waited {self._queue_timeout_s:g}s in a queue of {shared.lock.queue_length + 1}"
+            )
+        try:
+            yield
+        finally:
+            shared.lock.release()
+
+    @staticmethod
+    def _sampling(params: GenerationParams) -> dict[str, Any]:
+        return {
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "repeat_penalty": params.repetition_penalty,
+            "stop": list(params.stop) or None,
+        }

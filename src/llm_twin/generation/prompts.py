@@ -1,0 +1,194 @@
+"""Grounded prompt assembly: numbered context blocks that fit the model's context window.
+
+Pure functions: the only model dependency is a ``count_tokens`` callable, so the budget logic is
+testable with a fake tokenizer and reusable with any ``LLMClient``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.generation.base import ChatMessage, LLMClient
+
+TokenCounter = Callable[[str], int]
+
+#: Tokens the chat template adds around messages (role markers, BOS, the assistant header).
+#: Counted generously: ChatML-style templates add ~5 per message, plus a safety margin because
+#: tokens of a concatenation are not exactly the sum of its parts.
+DEFAULT_TEMPLATE_OVERHEAD_TOKENS = 32
+#: Below this many content tokens, a truncated block is noise rather than evidence.
+MIN_TRUNCATED_BLOCK_TOKENS = 16
+TRUNCATION_MARK = " [...]"
+
+SYSTEM_TEMPLATE = (
+    "You are the LLM twin of {authors}: answer in their voice, using only what they wrote.\n"
+    "Rules:\n"
+    "- Answer only from the numbered context blocks given with the question.\n"
+    "- Cite the blocks you use by their number in square brackets, like [1] or [2][3].\n"
+    "- If the context does not contain the answer, say that you do not know from the "
+    "available writing; do not guess and do not use outside knowledge.\n"
+    "- Be concise."
+)
+NO_CONTEXT_NOTE = "(no context blocks were found for this question)"
+
+
+class PromptBudgetError(ValueError):
+    """The instructions and question alone do not fit the context window (the caller should shorten them)."""
+
+
+@dataclass(frozen=True)
+class GroundedPrompt:
+    """Messages for the LLM plus the chunks that made it into the context, numbered [1]..[n] in order."""
+
+    messages: list[ChatMessage]
+    used_chunks: list[EmbeddedChunk]
+    dropped: list[EmbeddedChunk] = field(default_factory=list)
+    #: True when the only block was cut to fit (its citation still refers to the full source).
+    truncated: bool = False
+    #: Estimated prompt tokens including the template overhead.
+    prompt_tokens: int = 0
+
+
+def format_block(number: int, chunk: EmbeddedChunk, content: str | None = None) -> str:
+    """One context block: ``[n]`` header line with type, title, author, link, then the chunk text."""
+    header = [f"type: {chunk.content_type}"]
+    title = chunk.title or chunk.name
+    if title:
+        header.append(f"title: {title}")
+    header.append(f"author: {chunk.author_full_name}")
+    if chunk.link:
+        header.append(f"link: {chunk.link}")
+    text = (chunk.content if content is None else content).strip()
+    return f"[{number}] " + " | ".join(header) + "\n" + text
+
+
+def system_message(chunks: Sequence[EmbeddedChunk], twin_of: str | None = None) -> str:
+    authors = twin_of or _author_names(chunks) or "the authors whose writing appears in the context"
+    return SYSTEM_TEMPLATE.format(authors=authors)
+
+
+def user_message(question: str, blocks: Sequence[str]) -> str:
+    context = "\n\n".join(blocks) if blocks else NO_CONTEXT_NOTE
+    return f"Context:\n{context}\n\nQuestion: {question.strip()}\nAnswer (cite blocks like [1]):"
+
+
+def build_grounded_prompt(
+    question: str,
+    chunks: Sequence[EmbeddedChunk],
+    *,
+    count_tokens: TokenCounter,
+    context_window: int,
+    max_new_tokens: int,
+    twin_of: str | None = None,
+    template_overhead_tokens: int = DEFAULT_TEMPLATE_OVERHEAD_TOKENS,
+) -> GroundedPrompt:
+    """Fit ``chunks`` (best first) into ``context_window - max_new_tokens``.
+
+    Lower-ranked chunks are dropped first, so the context is always a prefix of the ranking. If not
+    even the best chunk fits on its own, it is truncated instead of failing. Raises
+    ``PromptBudgetError`` only when the instructions and question leave no room at all.
+    """
+    budget = context_window - max_new_tokens - template_overhead_tokens
+    # The author line describes the chunks actually used; compute it from all candidates so its
+    # length does not change while dropping (a shorter list only frees tokens).
+    system = system_message(chunks, twin_of)
+    fixed = count_tokens(system) + count_tokens(user_message(question, []))
+    if fixed > budget:
+        raise PromptBudgetError(
+            f"instructions and question need {fixed} tokens, but only {budget} of the {context_window}-token "
+            f"window remain after reserving {max_new_tokens} new tokens"
+        )
+
+    # Greedy prefix: each block costs its own tokens plus the blank-line separator.
+    used: list[EmbeddedChunk] = []
+    blocks: list[str] = []
+    spent = fixed
+    for number, chunk in enumerate(chunks, start=1):
+        block = format_block(number, chunk)
+        cost = count_tokens("\n\n" + block)
+        if spent + cost > budget:
+            break
+        used.append(chunk)
+        blocks.append(block)
+        spent += cost
+
+    truncated = False
+    if not used and chunks:
+        block = _truncate_block(chunks[0], budget - fixed, count_tokens)
+        if block is not None:
+            used, blocks, truncated = [chunks[0]], [block], True
+
+    # Per-piece counts can undercount the joined text by a token per boundary: verify the real
+    # messages and drop from the bottom until they fit.
+    while True:
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": system_message(used, twin_of) if used else system},
+            {"role": "user", "content": user_message(question, blocks)},
+        ]
+        total = sum(count_tokens(m["content"]) for m in messages) + template_overhead_tokens
+        if total + max_new_tokens <= context_window or not used:
+            break
+        used, blocks = used[:-1], blocks[:-1]
+
+    return GroundedPrompt(
+        messages=messages,
+        used_chunks=list(used),
+        dropped=list(chunks[len(used):]),
+        truncated=truncated and bool(used),
+        prompt_tokens=total,
+    )
+
+
+def build_prompt_for_client(
+    question: str,
+    chunks: Sequence[EmbeddedChunk],
+    client: LLMClient,
+    max_new_tokens: int,
+    *,
+    twin_of: str | None = None,
+) -> GroundedPrompt:
+    """``build_grounded_prompt`` with the client's tokenizer and context window."""
+    return build_grounded_prompt(
+        question,
+        chunks,
+        count_tokens=client.count_tokens,
+        context_window=client.context_window,
+        max_new_tokens=max_new_tokens,
+        twin_of=twin_of,
+    )
+
+
+def _truncate_block(chunk: EmbeddedChunk, room: int, count_tokens: TokenCounter) -> str | None:
+    """The longest word-boundary prefix of the chunk whose block fits ``room`` tokens, or None."""
+    header_cost = count_tokens("\n\n" + format_block(1, chunk, content=TRUNCATION_MARK.strip()))
+    if room - header_cost < MIN_TRUNCATED_BLOCK_TOKENS:
+        return None
+    content = chunk.content.strip()
+    low, high = 0, len(content)  # binary search on characters: O(log n) tokenizer calls
+    while low < high:
+        mid = (low + high + 1) // 2
+        candidate = format_block(1, chunk, content=content[:mid] + TRUNCATION_MARK)
+        if count_tokens("\n\n" + candidate) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    if low == 0:
+        return None
+    cut = content[:low]
+    space = cut.rfind(" ")
+    if space > low // 2:  # prefer a word boundary unless it throws away half the text
+        cut = cut[:space]
+    return format_block(1, chunk, content=cut.rstrip() + TRUNCATION_MARK)
+
+
+def _author_names(chunks: Sequence[EmbeddedChunk]) -> str:
+    names: list[str] = []
+    for chunk in chunks:
+        name = chunk.author_full_name.strip()
+        if name and name not in names:
+            names.append(name)
+    if len(names) <= 1:
+        return names[0] if names else ""
+    return ", ".join(names[:-1]) + " and " + names[-1]

@@ -1,0 +1,265 @@
+"""Ingest: documents -> clean -> chunk -> embed (dense + BM25) -> upsert, resumable and idempotent.
+
+Crash safety: a document is recorded in the registry only after all its points are upserted and
+flushed, and a changed or unrecorded document has its old points deleted before the new ones are
+written. Point ids are deterministic, so a re-run after a crash completes the store with no
+duplicates, and a re-run over unchanged files skips every document by content hash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llm_twin.domain.authors import Author, normalize_name
+from llm_twin.domain.documents import CONTENT_TYPES, Chunk, Document
+from llm_twin.embedding.bm25 import Bm25SparseEncoder
+from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.ingest.chunk import TokenChunker
+from llm_twin.ingest.reader import BadLine, RawRecord, RecordError, read_jsonl, to_document
+from llm_twin.settings import Settings
+from llm_twin.store import StoredPoint, VectorStore, open_store
+from llm_twin.store.registry import AuthorRegistry
+
+#: Chunks embedded and written per step: large enough to sort by length, small enough to resume.
+GROUP_CHUNKS = 1024
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestReport:
+    counts: dict[str, int]
+    seconds: float
+    bad_lines: list[BadLine] = field(default_factory=list)
+    documents_written: int = 0
+    documents_skipped: int = 0
+    chunks_written: int = 0
+    embed_seconds: float = 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        return {**self.counts, "seconds": round(self.seconds, 2)}
+
+
+def _compact(name: str) -> str:
+    return "".join(ch for ch in normalize_name(name) if ch.isalnum())
+
+
+class AuthorLinker:
+    """Maps raw author names to authors; a git handle equal to a full name without spaces
+    ("larryhastings") becomes an alias of that author instead of a new one."""
+
+    def __init__(self, known: Iterable[Author] = ()) -> None:
+        self._by_norm: dict[str, Author] = {}
+        self._by_compact: dict[str, Author] = {}
+        for author in known:
+            self._add(author)
+
+    def _add(self, author: Author) -> Author:
+        self._by_norm.setdefault(normalize_name(author.full_name), author)
+        if " " in author.full_name.strip():
+            self._by_compact.setdefault(_compact(author.full_name), author)
+        return self._by_norm[normalize_name(author.full_name)]
+
+    def learn(self, names: Iterable[str]) -> None:
+        """Register full names first (several words), so handles can be linked to them."""
+        for name in names:
+            if " " in name.strip() and normalize_name(name) not in self._by_norm:
+                self._add(Author.from_name(name))
+
+    def resolve(self, name: str) -> Author:
+        norm = normalize_name(name)
+        if norm in self._by_norm:
+            return self._by_norm[norm]
+        target = self._by_compact.get(_compact(name)) if " " not in name.strip() else None
+        if target is not None:
+            if name not in target.aliases:
+                target.aliases.append(name)
+            self._by_norm[norm] = target
+            return target
+        return self._add(Author.from_name(name))
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore | None = None,
+        embedder: OnnxSentenceEmbedder | None = None,
+        registry: AuthorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.embedder = embedder or OnnxSentenceEmbedder(
+            settings.embedding_model, settings.max_seq_tokens, settings.embedding_batch_size, settings.embedding_threads
+        )
+        self.registry = registry or AuthorRegistry(settings.registry_path)
+        self.bm25 = Bm25SparseEncoder(avg_len=settings.bm25_avg_len)
+        self.chunker: TokenChunker | None = None
+
+    def warm_up(self) -> None:
+        self.embedder.warm_up()
+        if self.chunker is None:
+            self.chunker = TokenChunker(
+                self.embedder.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens
+            )
+        self.store.ensure_collections(list(self.settings.collections.values()), self.embedder.dimension)
+
+    # --- reading -------------------------------------------------------------------------
+    def read(self, paths: list[Path]) -> tuple[list[Document], list[BadLine]]:
+        records: list[RawRecord] = []
+        bad: list[BadLine] = []
+        seen: dict[tuple[str, str], RawRecord] = {}
+        for path in paths:
+            for item in read_jsonl(Path(path)):
+                if isinstance(item, BadLine):
+                    bad.append(item)
+                    continue
+                key = (item.data["content_type"], item.data["id"].strip())
+                if key in seen:
+                    first = seen[key]
+                    bad.append(BadLine(item.path, item.line, f"duplicate id {key[1]!r} (first at {first.path}:{first.line})"))
+                    continue
+                seen[key] = item
+                records.append(item)
+        linker = AuthorLinker(self.registry.authors())
+        linker.learn(name for r in records for name in r.author_names)
+        documents = []
+        for record in records:
+            authors: list[Author] = []
+            for name in record.author_names:
+                author = linker.resolve(name)
+                if all(a.id != author.id for a in authors):
+                    authors.append(author)
+            try:
+                documents.append(to_document(record, authors))
+            except RecordError as error:
+                bad.append(BadLine(record.path, record.line, str(error)))
+        return documents, bad
+
+    # --- chunking and points -------------------------------------------------------------------
+    def chunk(self, document: Document) -> list[tuple[Chunk, str]]:
+        """Chunks with the text to embed (title + chunk, so each chunk carries its document's topic)."""
+        assert self.chunker is not None
+        prefix = f"{document.title}\n" if document.title and document.content_type != "post" else ""
+        budget = self.settings.max_seq_tokens - 2 - (self.chunker.count(prefix) if prefix else 0)
+        limit = max(32, min(self.settings.chunk_tokens, budget))
+        pieces = self.chunker.split(document.text, max_tokens=limit)
+        return [(Chunk(document=document, index=i, content=p.text), prefix + p.text) for i, p in enumerate(pieces)]
+
+    def _payload(self, chunk: Chunk, collection: str) -> dict:
+        doc = chunk.document
+        return {
+            "chunk_id": chunk.id,
+            "document_id": doc.id,
+            "chunk_index": chunk.index,
+            "content_type": doc.content_type,
+            "collection": collection,
+            "content": chunk.content,
+            "author_id": [a.id for a in doc.authors],
+            "author_full_name": ", ".join(a.full_name for a in doc.authors),
+            "authors": [a.full_name for a in doc.authors],
+            "title": doc.title,
+            "link": doc.link,
+            "date": doc.date,
+            "name": doc.name,
+            "metadata": {
+                **doc.metadata,
+                "embedding_model": self.embedder.model_id,
+                "embedding_size": self.embedder.dimension,
+                "chunk_tokens": self.settings.chunk_tokens,
+            },
+        }
+
+    # --- the run -------------------------------------------------------------------------------
+    def run(self, paths: list[Path], on_progress: Progress | None = None, on_total: Progress | None = None) -> IngestReport:
+        started = time.perf_counter()
+        self.warm_up()
+        documents, bad = self.read(paths)
+        report = self.ingest_documents(documents, on_progress=on_progress, on_total=on_total)
+        report.bad_lines = bad
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_documents(
+        self, documents: list[Document], on_progress: Progress | None = None, on_total: Progress | None = None
+    ) -> IngestReport:
+        started = time.perf_counter()
+        self.warm_up()
+        self.registry.upsert_authors({a.id: a for d in documents for a in d.authors}.values())
+        pending: list[Document] = []
+        skipped = 0
+        for content_type in CONTENT_TYPES:
+            hashes = self.registry.document_hashes(content_type)
+            for doc in documents:
+                if doc.content_type != content_type:
+                    continue
+                if hashes.get(doc.id) == doc.content_hash:
+                    skipped += 1
+                else:
+                    pending.append(doc)
+        planned = [(doc, self.chunk(doc)) for doc in pending]
+        if on_total:
+            on_total(sum(len(c) for _, c in planned))
+        report = IngestReport(counts={}, seconds=0.0, documents_skipped=skipped)
+        # A collection that already holds points may hold stale or half-written ones of any
+        # pending document (changed text, or a crash before it was recorded): delete those first.
+        nonempty = {ct for ct, name in self.settings.collections.items() if self.store.count(name) > 0}
+        group: list[tuple[Document, list[tuple[Chunk, str]]]] = []
+        size = 0
+        for doc, chunks in planned:
+            group.append((doc, chunks))
+            size += len(chunks)
+            if size >= GROUP_CHUNKS:
+                self._write_group(group, nonempty, report, on_progress)
+                group, size = [], 0
+        if group:
+            self._write_group(group, nonempty, report, on_progress)
+        if report.documents_written:
+            self.store.optimize()  # builds HNSW once after the bulk load
+        self.registry.refresh_counts()
+        report.counts = self.counts()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _write_group(self, group, nonempty: set[str], report: IngestReport, on_progress: Progress | None) -> None:
+        collections = self.settings.collections
+        texts = [text for _, chunks in group for _, text in chunks]
+        t0 = time.perf_counter()
+        dense = self.embedder.embed(texts)
+        report.embed_seconds += time.perf_counter() - t0
+        sparse = self.bm25.embed_documents(texts)
+        by_collection: dict[str, list[StoredPoint]] = {}
+        row = 0
+        for doc, chunks in group:
+            collection = collections[doc.content_type]
+            if doc.content_type in nonempty:
+                self.store.delete_document(collection, doc.id)
+            for chunk, _ in chunks:
+                by_collection.setdefault(collection, []).append(
+                    StoredPoint(chunk.id, dense[row].tolist(), sparse[row], self._payload(chunk, collection))
+                )
+                row += 1
+        for collection, points in by_collection.items():
+            for start in range(0, len(points), 256):
+                self.store.upsert(collection, points[start : start + 256])
+        flush = getattr(self.store, "flush", None)
+        if flush:
+            flush()
+        self.registry.record_documents(
+            (doc.id, doc.content_type, doc.content_hash, len(chunks), [a.id for a in doc.authors]) for doc, chunks in group
+        )
+        report.documents_written += len(group)
+        report.chunks_written += len(texts)
+        if on_progress:
+            on_progress(len(texts))
+
+    def counts(self) -> dict[str, int]:
+        counts = self.registry.counts()
+        counts["chunks"] = sum(self.store.count(name) for name in self.settings.collections.values())
+        return counts
+
+    def close(self) -> None:
+        self.store.close()
+        self.registry.close()

@@ -1,0 +1,1 @@
+"""Retrieval: self-query, query expansion, batched hybrid search, reranking."""

@@ -1,0 +1,142 @@
+"""`llm-twin retrieve QUERY ...` and `llm-twin eval retrieval ...`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llm_twin.errors import InvalidInputError, LLMTwinError
+from llm_twin.generation.base import LLMError
+from llm_twin.models import ModelNotFoundError
+from llm_twin.settings import SHARED_DIR, SettingsError, load_settings
+
+USER_ERRORS = (SettingsError, LLMTwinError, ModelNotFoundError, LLMError, ValueError)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def retrieval_json(result) -> dict:
+    author = result.author.author
+    return {
+        "rerank": result.rerank,
+        "query": result.query,
+        "author": None if author is None else {"id": author.id, "full_name": author.full_name},
+        "author_reason": result.author.reason,
+        "author_candidates": [a.full_name for a in result.author.candidates],
+        "expanded_queries": result.expanded_queries,
+        "chunks": [
+            {
+                "id": c.id,
+                "collection": c.collection,
+                "content_type": c.content_type,
+                "document_id": c.document_id,
+                "author_full_name": c.author_full_name,
+                "author_ids": c.author_ids,
+                "score": round(c.score, 6),
+                "title": c.title,
+                "link": c.link,
+                "date": c.date,
+                "name": c.name,
+                "content": c.content,
+            }
+            for c in result.chunks
+        ],
+        "timings_ms": result.timings_ms,
+        "warnings": result.warnings,
+    }
+
+
+def retrieve(
+    query: Annotated[str, typer.Argument(help="The question.")],
+    k: Annotated[Optional[int], typer.Option("--k", help="Chunks to return (default: LLM_TWIN_K).")] = None,
+    expand: Annotated[Optional[int], typer.Option("--expand", help="Queries after expansion, original included.")] = None,
+    author: Annotated[Optional[str], typer.Option("--author", help="Restrict to this author (name or handle).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="dense | sparse | hybrid")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Retrieve the chunks a question would be answered from (no generation)."""
+    from llm_twin.generation.factory import build_helper_llm
+    from llm_twin.retrieval.pipeline import RetrievalPipeline
+
+    if not query.strip():
+        raise _fail("query: must not be empty")
+    if k is not None and k < 1:
+        raise _fail("--k: must be at least 1")
+    if mode is not None and mode not in ("dense", "sparse", "hybrid"):
+        raise _fail("--mode: must be dense, sparse or hybrid")
+    pipeline = None
+    try:
+        settings = load_settings()
+        if expand is not None and not 1 <= expand <= settings.expand_max:
+            raise _fail(f"--expand: must be between 1 and {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
+        helper = build_helper_llm(settings) if (expand or settings.expand_to_n) > 1 or settings.self_query_llm else None
+        pipeline = RetrievalPipeline(settings, helper_llm=helper)
+        result = pipeline.run(query, k=k, expand_to_n=expand, author=author, mode=mode)  # type: ignore[arg-type]
+    except InvalidInputError as error:
+        raise _fail(f"--{error.field.replace('_to_n', '')}: {error.message}" if error.field != "query" else str(error)) from None
+    except USER_ERRORS as error:
+        raise _fail(str(error), code=1) from None
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+    if as_json:
+        sys.stdout.write(json.dumps(retrieval_json(result), ensure_ascii=False) + "\n")
+        return
+    console = Console()
+    who = result.author.author.full_name if result.author.author else "none"
+    console.print(f"[bold]author:[/bold] {who} ({result.author.reason})   [bold]rerank:[/bold] {result.rerank}")
+    for i, q in enumerate(result.expanded_queries):
+        console.print(f"  query {i + 1}: {q}", highlight=False)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for i, c in enumerate(result.chunks, 1):
+        console.print(f"\n[bold][{i}][/bold] {c.collection}  score={c.score:.4f}  {c.title or ''}  — {c.author_full_name}", highlight=False)
+        console.print(c.content[:400] + ("…" if len(c.content) > 400 else ""), highlight=False, markup=False)
+    console.print("\ntimings_ms: " + ", ".join(f"{k}={v:.1f}" for k, v in result.timings_ms.items()), highlight=False)
+
+
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR / "data" / "scifact",
+    mode: Annotated[str, typer.Option("--mode", help="dense | sparse | hybrid")] = "hybrid",
+    rerank: Annotated[str, typer.Option("--rerank", help="none | llm | cross-encoder")] = "none",
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
+    from llm_twin.retrieval.evaluation import DatasetError, run_eval
+
+    if mode not in ("dense", "sparse", "hybrid"):
+        raise _fail("--mode: must be dense, sparse or hybrid")
+    if rerank not in ("none", "llm", "cross-encoder"):
+        raise _fail("--rerank: must be none, llm or cross-encoder")
+    if limit is not None and limit < 1:
+        raise _fail("--limit: must be at least 1")
+    try:
+        result = run_eval(load_settings(), dataset, mode, rerank, limit, progress=not as_json)  # type: ignore[arg-type]
+    except DatasetError as error:
+        raise _fail(f"--dataset: {error}") from None
+    except USER_ERRORS as error:
+        raise _fail(str(error), code=1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+        return
+    table = Table(title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}")
+    for metric in result.metrics:
+        table.add_column(metric, justify="right")
+    table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
+    Console().print(table)
+
+
+def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    app.command("retrieve")(retrieve)
+    eval_app.command("retrieval")(eval_retrieval)
+

@@ -1,0 +1,223 @@
+"""Retrieval evaluation on a BEIR-format dataset (SciFact) with ranx metrics.
+
+The dataset is ingested into its own data directory (``<data_dir>/eval/<name>``) through the same
+ingest pipeline, and reused: a second run skips every unchanged document by content hash.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llm_twin.domain.documents import Document, EmbeddedChunk
+from llm_twin.settings import Settings
+
+METRICS = ("ndcg@10", "recall@100", "mrr@10")
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class BeirDataset:
+    name: str
+    corpus: list[Document]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def load_beir(directory: Path, split: str = "test") -> BeirDataset:
+    directory = Path(directory)
+    corpus_path, queries_path = directory / "corpus.jsonl", directory / "queries.jsonl"
+    qrels_path = directory / "qrels" / f"{split}.tsv"
+    for path in (corpus_path, queries_path, qrels_path):
+        if not path.is_file():
+            raise DatasetError(f"not a BEIR dataset: {path} is missing")
+    corpus = []
+    with corpus_path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                corpus.append(
+                    Document(
+                        id=str(row["_id"]),
+                        content_type="article",
+                        title=row.get("title") or None,
+                        text=row.get("text") or row.get("title") or "",
+                        authors=[],
+                    )
+                )
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise DatasetError(f"{corpus_path}:{number}: {error}") from None
+    queries = {}
+    with queries_path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                queries[str(row["_id"])] = row["text"]
+    qrels: dict[str, dict[str, int]] = {}
+    with qrels_path.open(encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for row in reader:
+            if not row or row[0] in ("query-id", "query_id"):
+                continue
+            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+    queries = {qid: queries[qid] for qid in qrels if qid in queries}
+    return BeirDataset(name=directory.name, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def eval_settings(settings: Settings, dataset_name: str) -> Settings:
+    return settings.model_copy(update={"data_dir": settings.data_dir / "eval" / dataset_name, "qdrant_url": None})
+
+
+def ensure_ingested(settings: Settings, dataset: BeirDataset) -> dict[str, float]:
+    """Ingest the corpus into the eval data dir (a no-op when already there). Returns counts."""
+    from llm_twin.ingest.pipeline import IngestPipeline
+
+    pipeline = IngestPipeline(settings)
+    try:
+        report = pipeline.ingest_documents(dataset.corpus)
+    finally:
+        pipeline.close()
+    return {**report.counts, "ingest_seconds": round(report.seconds, 2), "chunks_written": report.chunks_written}
+
+
+def documents_ranking(chunks: list[EmbeddedChunk], limit: int = 100) -> dict[str, float]:
+    """Chunk hits -> document scores (a document scores as its best chunk), best ``limit`` kept."""
+    scores: dict[str, float] = {}
+    for chunk in chunks:
+        if chunk.document_id not in scores or chunk.score > scores[chunk.document_id]:
+            scores[chunk.document_id] = chunk.score
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)[:limit]
+    # ranx ranks by score; make ties and rank order explicit so ties keep our order.
+    return {doc: float(len(ranked) - rank) for rank, (doc, _) in enumerate(ranked)}
+
+
+def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    from ranx import Qrels, Run, evaluate
+
+    run = {qid: docs for qid, docs in run.items() if docs}
+    missing = set(qrels) - set(run)
+    for qid in missing:  # a query with no results scores zero, not skipped
+        run[qid] = {"__none__": 0.0}
+    result = evaluate(Qrels(qrels), Run(run), list(METRICS), make_comparable=True)
+    return {metric: round(float(result[metric]), 4) for metric in METRICS}
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    mode: str
+    rerank: str
+    queries: int
+    metrics: dict[str, float]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "mode": self.mode,
+            "rerank": self.rerank,
+            "queries": self.queries,
+            **self.metrics,
+            "seconds": self.seconds,
+        }
+
+
+def evaluate_retrieval(
+    retriever,
+    reranker,
+    dataset: BeirDataset,
+    mode: str,
+    limit: int | None = None,
+    rerank_top_n: int = 100,
+    batch_size: int = 32,
+    depth: int = 100,
+) -> EvalResult:
+    """Run the test queries through the retriever (and reranker), score with ranx."""
+    qids = sorted(dataset.queries)[: limit or None]
+    run: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    search_s = rerank_s = 0.0
+    for start in range(0, len(qids), batch_size):
+        batch = qids[start : start + batch_size]
+        ts = time.perf_counter()
+        # Over-fetch chunks so that ``depth`` distinct documents remain after grouping.
+        per_query, _ = retriever.search_each([dataset.queries[q] for q in batch], limit=depth * 2, mode=mode)
+        search_s += time.perf_counter() - ts
+        for qid, chunks in zip(batch, per_query):
+            if reranker is not None and reranker.name != "none":
+                tr = time.perf_counter()
+                head = reranker.run(dataset.queries[qid], chunks[:rerank_top_n], top_k=rerank_top_n)
+                rerank_s += time.perf_counter() - tr
+                seen = {c.id for c in head}
+                # Reranked head first, the rest after it in retrieval order.
+                floor = min((c.score for c in head), default=0.0)
+                tail = [c.model_copy(update={"score": floor - 1 - i}) for i, c in enumerate(chunks) if c.id not in seen]
+                chunks = head + tail
+            run[qid] = documents_ranking(chunks, depth)
+    metrics = score_run({q: dataset.qrels[q] for q in qids}, run)
+    return EvalResult(
+        dataset=dataset.name,
+        mode=mode,
+        rerank=reranker.name if reranker is not None else "none",
+        queries=len(qids),
+        metrics=metrics,
+        seconds={
+            "total": round(time.perf_counter() - t0, 2),
+            "search": round(search_s, 2),
+            "rerank": round(rerank_s, 2),
+        },
+    )
+
+
+def run_eval(
+    settings: Settings,
+    dataset_dir: Path,
+    mode: str = "hybrid",
+    rerank: str = "none",
+    limit: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """The `llm-twin eval retrieval` flow: load, ingest once, search the test queries, score."""
+    import sys
+
+    from llm_twin.embedding.bm25 import Bm25SparseEncoder
+    from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+    from llm_twin.retrieval.rerank import build_reranker
+    from llm_twin.retrieval.search import QdrantHybridRetriever
+    from llm_twin.store import open_store
+
+    dataset = load_beir(dataset_dir)
+    local = eval_settings(settings, dataset.name).model_copy(update={"rerank_backend": rerank})
+    if progress:
+        print(f"ingesting {len(dataset.corpus)} documents into {local.data_dir} (skipped when present)…", file=sys.stderr)
+    ensure_ingested(local, dataset)
+    helper = None
+    if rerank == "llm":
+        from llm_twin.generation.factory import build_helper_llm
+
+        helper = build_helper_llm(local)
+    reranker = build_reranker(local, helper)
+    reranker.warm_up()
+    store = open_store(local)
+    try:
+        store.open_existing([local.collection_articles])
+        retriever = QdrantHybridRetriever(
+            store,
+            OnnxSentenceEmbedder(local.embedding_model, local.max_seq_tokens, local.embedding_batch_size),
+            Bm25SparseEncoder(avg_len=local.bm25_avg_len),
+            [local.collection_articles],
+            mode=mode,  # type: ignore[arg-type]
+            prefetch_limit=max(local.prefetch_limit, 200),
+            rrf_k=local.rrf_k,
+        )
+        return evaluate_retrieval(retriever, reranker, dataset, mode, limit=limit, rerank_top_n=local.rerank_top_n)
+    finally:
+        store.close()

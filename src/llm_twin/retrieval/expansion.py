@@ -1,0 +1,179 @@
+"""Query expansion: a helper LLM writes N-1 reformulations; the original query always comes first.
+
+The helper is any ``LLMClient`` (the local GGUF by default, or an OpenAI-compatible endpoint).
+Failures and timeouts never fail retrieval: the result holds just the original query and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from llm_twin.generation.base import ChatMessage, GenerationParams, LLMClient, LLMTimeoutError
+from llm_twin.retrieval.types import ExpansionResult
+
+T = TypeVar("T")
+
+SEPARATOR = "#next-question#"
+EXPAND_SYSTEM = (
+    "You rewrite search questions. Write {k} different versions of the user's question that would "
+    "help find relevant documents with a search engine: use other words, synonyms and related "
+    "terms, keep the meaning and keep every name. Write one question per line, nothing else."
+)
+MAX_QUERY_CHARS = 500
+
+# "1.", "1)", "(1)", "1 -", "Q1:", "Question 2:", "-", "*", "•", "a)"
+_LEADER = re.compile(
+    r"^\s*(?:[-*•·–—>]+|\(?\d{1,2}[.):\]]|\d{1,2}\s+-|q\d{1,2}\s*[:.)-]?|question\s*\d*\s*[:.)-]|[a-h][.)])\s*",
+    re.IGNORECASE,
+)
+_QUOTES = "\"'`“”‘’«»"
+_PREAMBLE = re.compile(r"^(?:sure|here\s+(?:are|is)|certainly|okay|ok\b|alternative|reformulat|rewritten|versions?\b)", re.IGNORECASE)
+_ANSWER_SHAPED = re.compile(r"^(?:a|answer|response)\s*:", re.IGNORECASE)  # small models answer instead
+_HASH_SEPARATOR = re.compile(r"#+\s*next[-_ ]?question\s*#*|\s#+\s", re.IGNORECASE)
+_INTERJECTION = re.compile(r"^(?:sure|certainly|okay|ok|of course)\s*[!,.:]\s*", re.IGNORECASE)
+
+
+def call_with_timeout(fn: Callable[[], T], timeout_s: float) -> T:
+    """``fn()`` in a daemon thread; ``LLMTimeoutError`` once ``timeout_s`` passes.
+
+    The call is abandoned, not killed (Python cannot stop a thread): it finishes in the background
+    and its result is dropped. A daemon thread, unlike an executor's worker, never delays shutdown.
+    """
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="helper-llm-call", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise LLMTimeoutError(f"helper LLM did not answer within {timeout_s:g}s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def _dedupe_key(text: str) -> str:
+    return re.sub(r"[\s?.!]+", " ", text.casefold()).strip()
+
+
+def _json_items(text: str) -> list[str] | None:
+    start, end = text.find("["), text.rfind("]")
+    if start < 0 or end <= start:
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            return None
+    try:
+        data = json.loads(text[start : end + 1])
+    except ValueError:
+        return None
+    if isinstance(data, dict):  # {"questions": [...]} and the like
+        data = next((v for v in data.values() if isinstance(v, list)), None)
+    if not isinstance(data, list):
+        return None
+    items = []
+    for item in data:
+        if isinstance(item, dict):  # [{"question": "..."}]
+            item = next((v for v in item.values() if isinstance(v, str)), None)
+        if isinstance(item, str):
+            items.append(item)
+    return items
+
+
+def _clean(item: str) -> str:
+    item = _INTERJECTION.sub("", item.strip())
+    for _ in range(2):  # "1. "What...?"" has a leader and then quotes
+        item = _LEADER.sub("", item, count=1).strip()
+        item = item.strip(_QUOTES).strip().rstrip(",").strip().strip(_QUOTES).strip()
+    item = re.sub(r"^\*\*(.*)\*\*$", r"\1", item)  # markdown bold
+    return re.sub(r"\s+", " ", item)
+
+
+def parse_reformulations(text: str, original: str, want: int) -> list[str]:
+    """Up to ``want`` reformulations from a helper LLM's answer, never including ``original``.
+
+    Accepts one per line (numbered "1." / "1)" or bulleted), a JSON array (or an object holding
+    one), ``#next-question#`` or ``#`` separators, quotes and blank lines; drops preambles
+    ("Here are 2 questions:"), duplicates (case-insensitive) and copies of the original.
+    """
+    if want <= 0 or not text or not text.strip():
+        return []
+    body = re.sub(r"```(?:json|text)?", "", text, flags=re.IGNORECASE)
+    items = _json_items(body)
+    if items is None:
+        body = _HASH_SEPARATOR.sub("\n", body)
+        items = [line for line in body.splitlines() if line.strip()]
+        if len(items) == 1 and "#" in items[0] and "c#" not in items[0].casefold():
+            items = items[0].split("#")
+    seen = {_dedupe_key(original)}
+    # A reformulation is a query, not an essay: longer than this it is an answer or a ramble.
+    max_chars = min(MAX_QUERY_CHARS, max(3 * len(original), 200))
+    out: list[str] = []
+    for raw in items:
+        if _ANSWER_SHAPED.match(raw.strip()):
+            continue
+        item = _clean(raw)
+        if len(item) < 3 or len(item) > max_chars:
+            continue
+        if item.endswith(":") or (_PREAMBLE.match(item) and not item.endswith("?")):
+            continue
+        key = _dedupe_key(item)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        out.append(item)
+        if len(out) == want:
+            break
+    return out
+
+
+class QueryExpander:
+    """Haystack-style component: config in ``__init__``, ``run(query, n)`` -> ``ExpansionResult``.
+
+    Thread-safe: it holds no per-call state (the LLM client serialises its own use).
+    """
+
+    def __init__(self, llm: LLMClient | None, max_n: int = 5, timeout_s: float = 20.0) -> None:
+        self.llm = llm
+        self.max_n = max(1, max_n)
+        self.timeout_s = timeout_s
+
+    def warm_up(self) -> None:
+        if self.llm is not None:
+            self.llm.warm_up()
+
+    def run(self, query: str, n: int = 3) -> ExpansionResult:
+        n = max(1, min(n, self.max_n))
+        if n == 1:
+            return ExpansionResult(queries=[query])
+        if self.llm is None:
+            return ExpansionResult(queries=[query], error="no helper LLM configured; searched with the original query only")
+        want = n - 1
+        llm = self.llm
+        messages: list[ChatMessage] = [
+            {"role": "system", "content": EXPAND_SYSTEM.format(k=want)},
+            {"role": "user", "content": query},
+        ]
+        params = GenerationParams(max_new_tokens=min(48 * want + 32, 512), temperature=0.3, top_p=0.9)
+        try:
+            completion = call_with_timeout(lambda: llm.complete(messages, params), self.timeout_s)
+        except Exception as error:  # noqa: BLE001 - retrieval goes on with the original query
+            kind = "timed out" if isinstance(error, (LLMTimeoutError, TimeoutError)) else "failed"
+            return ExpansionResult(queries=[query], error=f"query expansion {kind} ({_describe(error)}); searched with the original query only")
+        extra = parse_reformulations(completion.text, query, want)
+        if not extra:
+            return ExpansionResult(queries=[query], error="helper LLM returned no usable reformulation; searched with the original query only")
+        return ExpansionResult(queries=[query, *extra])
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

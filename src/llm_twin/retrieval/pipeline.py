@@ -1,0 +1,162 @@
+"""The retrieval pipeline: self-query || expansion -> batched hybrid search -> rerank.
+
+Built and warmed once per process (models, store, registry index); ``run()`` is thread-safe and
+never writes: the author registry is opened read-only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from llm_twin.embedding.bm25 import Bm25SparseEncoder
+from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.errors import InvalidInputError
+from llm_twin.generation.base import LLMClient
+from llm_twin.observability.tracing import trace_span
+from llm_twin.retrieval.expansion import QueryExpander
+from llm_twin.retrieval.rerank import build_reranker
+from llm_twin.retrieval.search import QdrantHybridRetriever
+from llm_twin.retrieval.self_query import SelfQuery
+from llm_twin.retrieval.types import AuthorMatch, Reranker, RetrievalResult
+from llm_twin.settings import Settings
+from llm_twin.store import VectorStore, open_store
+from llm_twin.store.base import SearchMode
+
+logger = logging.getLogger(__name__)
+MAX_QUERY_CHARS = 2000
+
+
+def _names(match: AuthorMatch) -> str:
+    return ", ".join(a.full_name for a in match.candidates) or "none"
+
+
+class RetrievalPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore | None = None,
+        embedder: OnnxSentenceEmbedder | None = None,
+        helper_llm: LLMClient | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.embedder = embedder or OnnxSentenceEmbedder(
+            settings.embedding_model, settings.max_seq_tokens, settings.embedding_batch_size, settings.embedding_threads
+        )
+        self.helper_llm = helper_llm
+        self.self_query = SelfQuery.from_settings(settings, helper_llm)
+        self.expander = QueryExpander(helper_llm, settings.expand_max, settings.helper_llm_timeout_s)
+        self.reranker = reranker or build_reranker(settings, helper_llm)
+        self.retriever = QdrantHybridRetriever(
+            self.store,
+            self.embedder,
+            Bm25SparseEncoder(avg_len=settings.bm25_avg_len),
+            list(settings.collections.values()),
+            mode=settings.search_mode,
+            prefetch_limit=settings.prefetch_limit,
+            rrf_k=settings.rrf_k,
+            k_split=settings.k_split,
+        )
+        # Self-query and expansion run side by side; both mostly wait on an LLM or the GIL-free engine.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")
+        self._warm = False
+
+    def warm_up(self) -> None:
+        if self._warm:
+            return
+        with trace_span("retrieval.warm_up", embedding_model=self.settings.embedding_model):
+            self.store.open_existing(list(self.settings.collections.values()))
+            self.retriever.warm_up()
+            self.self_query.warm_up()
+            self.expander.warm_up()
+            self.reranker.warm_up()
+        logger.info("retrieval ready: search=%s rerank=%s", self.settings.search_mode, self.reranker.name)
+        self._warm = True
+
+    # --- validation ------------------------------------------------------------------------
+    def _check(self, query: str, k: int, n: int) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query", "must not be empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInputError("query", f"must be at most {MAX_QUERY_CHARS} characters")
+        if k < 1 or k > 100:
+            raise InvalidInputError("k", "must be between 1 and 100")
+        if n < 1 or n > self.settings.expand_max:
+            raise InvalidInputError("expand_to_n", f"must be between 1 and {self.settings.expand_max}")
+        return query.strip()
+
+    def resolve_author(self, name: str) -> AuthorMatch:
+        """An explicit author must name exactly one known author; otherwise a 422-style error."""
+        if not name.strip():
+            raise InvalidInputError("author", "must not be empty")
+        match = self.self_query.resolve_name(name)
+        if match.author is not None:
+            return match
+        if match.candidates:
+            raise InvalidInputError("author", f"{name!r} is ambiguous: {_names(match)}")
+        closest = self.self_query.resolver.closest(name, 5)
+        hint = ", ".join(a.full_name for a in closest) or "no authors ingested"
+        raise InvalidInputError("author", f"no author named {name!r}; closest known: {hint}")
+
+    # --- the run ----------------------------------------------------------------------------
+    def run(
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        mode: SearchMode | None = None,
+    ) -> RetrievalResult:
+        self.warm_up()
+        k = self.settings.k if k is None else k
+        n = self.settings.expand_to_n if expand_to_n is None else expand_to_n
+        query = self._check(query, k, n)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        with trace_span("retrieval", query_chars=len(query), k=k, expand_to_n=n, mode=mode or self.settings.search_mode):
+            timed = self._timed
+            expansion_future = self._pool.submit(timed, "expansion", timings, self.expander.run, query, n)
+            if author is not None:
+                match = timed("self_query", timings, self.resolve_author, author)
+            else:
+                match = timed("self_query", timings, self.self_query.run, query)
+            expansion = expansion_future.result()
+            if expansion.error:
+                warnings.append(expansion.error)
+            author_id = match.author.id if match.author else None
+            candidates = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" else k
+            with trace_span("retrieval.search", queries=len(expansion.queries), author_filter=author_id is not None):
+                found = self.retriever.run(expansion.queries, candidates, author_id=author_id, mode=mode)
+            timings.update(found.timings_ms)
+            t0 = time.perf_counter()
+            with trace_span("retrieval.rerank", backend=self.reranker.name, candidates=len(found.chunks)):
+                chunks = self.reranker.run(query, found.chunks, top_k=k)[:k]
+            timings["rerank"] = (time.perf_counter() - t0) * 1000
+            timings["total"] = (time.perf_counter() - started) * 1000
+        return RetrievalResult(
+            query=query,
+            author=match,
+            expanded_queries=expansion.queries,
+            chunks=chunks,
+            rerank=self.reranker.name,
+            timings_ms={key: round(value, 2) for key, value in timings.items()},
+            warnings=warnings,
+        )
+
+    @staticmethod
+    def _timed(name: str, timings: dict[str, float], fn, *args):
+        t0 = time.perf_counter()
+        with trace_span(f"retrieval.{name}"):
+            try:
+                return fn(*args)
+            finally:
+                timings[name] = (time.perf_counter() - t0) * 1000
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.retriever.close()
+        self.store.close()

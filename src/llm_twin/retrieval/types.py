@@ -1,0 +1,47 @@
+"""Typed results passed between retrieval components (Haystack-style: each ``run()`` returns one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from llm_twin.domain.authors import Author
+from llm_twin.domain.documents import EmbeddedChunk
+
+
+@dataclass
+class AuthorMatch:
+    """Outcome of self-query: the author (or none) and why; ambiguous names list the candidates."""
+
+    author: Author | None
+    reason: str
+    candidates: list[Author] = field(default_factory=list)
+    matched_text: str | None = None
+
+
+@dataclass
+class ExpansionResult:
+    queries: list[str]  # the original query always first
+    error: str | None = None  # set when the helper LLM failed and only the original is used
+
+
+class Reranker(Protocol):
+    #: Backend name reported in responses: "cross-encoder" | "llm" | "none".
+    name: str
+
+    def warm_up(self) -> None: ...
+
+    def run(self, query: str, chunks: list[EmbeddedChunk], top_k: int) -> list[EmbeddedChunk]:
+        """Best ``top_k`` chunks by relevance, ``score`` set to the reranker's score."""
+        ...
+
+
+@dataclass
+class RetrievalResult:
+    query: str
+    author: AuthorMatch
+    expanded_queries: list[str]
+    chunks: list[EmbeddedChunk]
+    rerank: str
+    timings_ms: dict[str, float]
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,176 @@
+"""All configuration in one pydantic-settings class (env prefix ``LLM_TWIN_``, ``.env`` supported)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LLM_TWIN_"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
+
+ContentType = Literal["article", "post", "repository"]
+
+
+class SettingsError(ValueError):
+    """Configuration is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -----------------------------------------------------------------------
+    data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Vectors, author registry, assembled model files.")
+    demo_data_dir: Path = SHARED_DIR / "data" / "demo"
+    collection_articles: str = "embedded_articles"
+    collection_posts: str = "embedded_posts"
+    collection_repositories: str = "embedded_repositories"
+    qdrant_url: str | None = Field(default=None, description="Use a Qdrant server instead of the embedded engine.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_timeout_s: float = Field(default=10.0, gt=0)
+
+    # --- embedding and chunking ------------------------------------------------------------
+    embedding_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Model id or local directory holding model.onnx (or onnx/model.onnx) and tokenizer.json.",
+    )
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_threads: int | None = Field(default=None, ge=1)
+    max_seq_tokens: int = Field(default=256, ge=16, le=512, description="Embedder window, in tokens.")
+    chunk_tokens: int = Field(default=240, ge=16, le=512)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+    bm25_avg_len: float = Field(default=180.0, gt=0)
+
+    # --- retrieval ------------------------------------------------------------------------------
+    k: int = Field(default=5, ge=1, le=100)
+    expand_to_n: int = Field(default=3, ge=1)
+    expand_max: int = Field(default=5, ge=1, le=10)
+    search_mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    rrf_k: int = Field(default=60, ge=1)
+    prefetch_limit: int = Field(default=50, ge=1, description="Candidates per branch before fusion.")
+    k_split: Literal["balanced", "equal", "global"] = Field(
+        default="balanced",
+        description="equal: k/3 per collection (the seed's rule); global: best k overall; "
+        "balanced: k/3 per collection first, free slots filled with the best of the rest.",
+    )
+    rerank_backend: Literal["auto", "cross-encoder", "llm", "none"] = "auto"
+    rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
+    rerank_top_n: int = Field(default=20, ge=1)
+    self_query_llm: bool = Field(default=False, description="Ask the helper LLM for an author when the matcher finds none.")
+
+    # --- helper LLM (query expansion, self-query extraction) ------------------------------------
+    helper_llm_backend: Literal["llama-cpp", "openai", "none"] = "llama-cpp"
+    helper_llm_model: str = Field(default="gpt-4o-mini", description="Model name for the openai helper backend.")
+    helper_llm_base_url: str | None = None
+    helper_llm_api_key: SecretStr | None = None
+    helper_llm_timeout_s: float = Field(default=20.0, gt=0)
+
+    # --- generation LLM ------------------------------------------------------------------------
+    llm_backend: Literal["llama-cpp", "sagemaker", "openai"] = "llama-cpp"
+    llm_model: str = Field(
+        default="qwen2.5-coder-1.5b-instruct",
+        description="llama-cpp: a known id or a path to a .gguf file; openai: the served model name.",
+    )
+    llm_n_ctx: int = Field(default=4096, ge=512)
+    llm_n_threads: int | None = Field(default=None, ge=1)
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL (vLLM, TGI, llama.cpp server).")
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    max_new_tokens: int = Field(default=256, ge=1, le=8192)
+    temperature: float = Field(default=0.1, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.1, gt=0.0)
+    llm_queue_timeout_s: float = Field(default=300.0, gt=0, description="How long a request waits for the local model.")
+
+    # --- SageMaker inference and deployment ------------------------------------------------------
+    aws_region: str = "eu-central-1"
+    sagemaker_endpoint_name: str = "twin"
+    sagemaker_endpoint_config_name: str = "twin"
+    sagemaker_model_name: str = "twin"
+    sagemaker_inference_component: str | None = None
+    sagemaker_chat_template: Literal["auto", "llama3", "chatml", "alpaca"] = Field(
+        default="auto", description="Prompt format sent to TGI; auto picks from hf_model_id (Llama 3 headers by default)."
+    )
+    sagemaker_role_arn: str | None = None
+    sagemaker_instance_type: str = "ml.g5.2xlarge"
+    sagemaker_instance_count: int = Field(default=1, ge=1)
+    hf_model_id: str = "mlabonne/TwinLlama-3.1-8B-DPO"
+    sm_num_gpus: int = Field(default=1, ge=1)
+    max_input_length: int = Field(default=2048, ge=1)
+    max_total_tokens: int = Field(default=4096, ge=2)
+    max_batch_total_tokens: int = Field(default=8192, ge=2)
+    hf_model_quantize: str | None = None
+    hugging_face_hub_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", f"{ENV_PREFIX}HUGGING_FACE_HUB_TOKEN"),
+    )
+    autoscaling_enabled: bool = False
+    autoscaling_min_instances: int = Field(default=1, ge=0)
+    autoscaling_max_instances: int = Field(default=2, ge=1)
+    autoscaling_target_invocations: float = Field(default=50.0, gt=0, description="Invocations per instance per minute.")
+    autoscaling_scale_in_cooldown_s: int = Field(default=300, ge=0)
+    autoscaling_scale_out_cooldown_s: int = Field(default=60, ge=0)
+    deploy_timeout_s: float = Field(default=1800.0, gt=0)
+
+    # --- API and observability ------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    tracing: Literal["none", "console", "otlp", "opik"] = "none"
+    otlp_endpoint: str | None = None
+    opik_project: str = "llm-twin"
+
+    @field_validator("qdrant_url", "llm_base_url", "helper_llm_base_url", "rerank_model", "sagemaker_role_arn",
+                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def collections(self) -> dict[ContentType, str]:
+        return {
+            "article": self.collection_articles,
+            "post": self.collection_posts,
+            "repository": self.collection_repositories,
+        }
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.data_dir / "vectors"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "authors.sqlite"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        var = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
+        lines.append(f"{var}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; errors name the variable, e.g. ``LLM_TWIN_K``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

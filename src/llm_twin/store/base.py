@@ -1,0 +1,60 @@
+"""The vector-store interface the pipeline uses; two backends implement it (embedded, server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from llm_twin.embedding.bm25 import Sparse
+
+SearchMode = Literal["dense", "sparse", "hybrid"]
+DENSE = "dense"
+SPARSE = "bm25"
+#: Payload fields with a keyword index (filters stay fast as collections grow).
+INDEXED_FIELDS = ("author_id", "document_id")
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    id: str
+    dense: list[float]
+    sparse: Sparse
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One query against one collection. Hybrid fuses dense and BM25 in the engine with RRF."""
+
+    limit: int
+    mode: SearchMode = "hybrid"
+    dense: list[float] | None = None
+    sparse: Sparse | None = None
+    author_id: str | None = None
+    prefetch_limit: int = 50
+    rrf_k: int = 60
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorStore(Protocol):
+    backend: str
+
+    def ensure_collections(self, names: list[str], dimension: int) -> None: ...
+
+    def upsert(self, collection: str, points: list[StoredPoint]) -> None: ...
+
+    def delete_document(self, collection: str, document_id: str) -> None: ...
+
+    def count(self, collection: str) -> int: ...
+
+    def query_batch(self, collection: str, requests: list[SearchRequest]) -> list[list[Hit]]: ...
+
+    def optimize(self) -> None: ...
+
+    def close(self) -> None: ...

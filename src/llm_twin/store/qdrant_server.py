@@ -1,0 +1,132 @@
+"""Server backend: a Qdrant server or cluster through qdrant-client (also its in-process ``:memory:`` mode)."""
+
+from __future__ import annotations
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from llm_twin.errors import StoreUnavailableError
+from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, Hit, SearchRequest, StoredPoint
+
+
+def _author_filter(author_id: str | None) -> models.Filter | None:
+    if author_id is None:
+        return None
+    return models.Filter(must=[models.FieldCondition(key="author_id", match=models.MatchValue(value=author_id))])
+
+
+class QdrantServerStore:
+    backend = "server"
+
+    def __init__(self, client: QdrantClient) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None, timeout_s: float = 10.0) -> "QdrantServerStore":
+        if url == ":memory:":
+            return cls(QdrantClient(location=":memory:"))
+        return cls(QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout_s))))
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ResponseHandlingException, ConnectionError, TimeoutError) as error:
+            raise StoreUnavailableError(f"Qdrant server unavailable: {type(error).__name__}") from None
+        except UnexpectedResponse as error:
+            if error.status_code == 404:
+                raise StoreUnavailableError("collection missing on the Qdrant server: run `llm-twin ingest` first") from None
+            raise StoreUnavailableError(f"Qdrant server error (HTTP {error.status_code})") from None
+
+    def ensure_collections(self, names: list[str], dimension: int) -> None:
+        for name in names:
+            if self._call(self.client.collection_exists, name):
+                continue
+            self._call(
+                self.client.create_collection,
+                name,
+                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+            for field_name in INDEXED_FIELDS:
+                self._call(
+                    self.client.create_payload_index, name, field_name, models.PayloadSchemaType.KEYWORD
+                )
+
+    def open_existing(self, names: list[str]) -> None:
+        for name in names:
+            if not self._call(self.client.collection_exists, name):
+                raise StoreUnavailableError(f"collection {name!r} missing on the Qdrant server: run `llm-twin ingest`")
+
+    def upsert(self, collection: str, points: list[StoredPoint]) -> None:
+        if not points:
+            return
+        self._call(
+            self.client.upsert,
+            collection,
+            points=[
+                models.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE: p.dense,
+                        SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+                    },
+                    payload=p.payload,
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete_document(self, collection: str, document_id: str) -> None:
+        self._call(
+            self.client.delete,
+            collection,
+            points_selector=models.FilterSelector(
+                filter=models.Filter(
+                    must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+                )
+            ),
+            wait=True,
+        )
+
+    def flush(self) -> None:  # the server persists on its own
+        return None
+
+    def optimize(self) -> None:  # the server's optimizers run in the background
+        return None
+
+    def count(self, collection: str) -> int:
+        return self._call(self.client.count, collection, exact=True).count
+
+    def query_batch(self, collection: str, requests: list[SearchRequest]) -> list[list[Hit]]:
+        if not requests:
+            return []
+        responses = self._call(
+            self.client.query_batch_points, collection, requests=[self._request(r) for r in requests]
+        )
+        return [
+            [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in response.points]
+            for response in responses
+        ]
+
+    @staticmethod
+    def _request(r: SearchRequest) -> models.QueryRequest:
+        flt = _author_filter(r.author_id)
+        sparse = models.SparseVector(indices=r.sparse.indices, values=r.sparse.values) if r.sparse else None
+        if r.mode == "hybrid":
+            return models.QueryRequest(
+                prefetch=[
+                    models.Prefetch(query=r.dense, using=DENSE, limit=r.prefetch_limit, filter=flt),
+                    models.Prefetch(query=sparse, using=SPARSE, limit=r.prefetch_limit, filter=flt),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=r.rrf_k)),
+                filter=flt,
+                limit=r.limit,
+                with_payload=True,
+            )
+        if r.mode == "dense":
+            return models.QueryRequest(query=r.dense, using=DENSE, filter=flt, limit=r.limit, with_payload=True)
+        return models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=r.limit, with_payload=True)
+
+    def close(self) -> None:
+        self.client.close()

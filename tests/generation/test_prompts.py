@@ -1,0 +1,171 @@
+"""Grounded prompt assembly: numbering, ordering, the token budget, and plain-text context."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.generation.base import ChatMessage, Completion, GenerationParams
+from llm_twin.generation.prompts import (
+    NO_CONTEXT_NOTE,
+    TRUNCATION_MARK,
+    PromptBudgetError,
+    build_grounded_prompt,
+    build_prompt_for_client,
+)
+
+
+def words(text: str) -> int:
+    """A deterministic stand-in tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+def chunk(i: int, n_words: int = 10, *, author: str = "Paul Iusztin", content_type: str = "article") -> EmbeddedChunk:
+    return EmbeddedChunk(
+        id=f"id-{i}",
+        collection="embedded_articles",
+        content_type=content_type,  # type: ignore[arg-type]
+        document_id=f"doc-{i}",
+        chunk_index=0,
+        content=" ".join(f"w{i}x{j}" for j in range(n_words)),
+        author_ids=["a1"],
+        author_full_name=author,
+        title=f"Title {i}",
+        link=f"https://example.com/{i}",
+        score=1.0 / i,
+        metadata={"secret": "should-not-appear"},
+    )
+
+
+def total_tokens(messages: list[ChatMessage]) -> int:
+    return sum(words(m["content"]) for m in messages)
+
+
+def build(chunks, *, window=10_000, new=100, overhead=0, question="What is RAG?"):
+    return build_grounded_prompt(
+        question, chunks, count_tokens=words, context_window=window, max_new_tokens=new,
+        template_overhead_tokens=overhead,
+    )
+
+
+def test_all_chunks_fit_numbered_in_rank_order_with_metadata() -> None:
+    chunks = [chunk(1), chunk(2), chunk(3)]
+    prompt = build(chunks)
+    system, user = prompt.messages
+    assert system["role"] == "system" and user["role"] == "user"
+    assert prompt.used_chunks == chunks and prompt.dropped == [] and not prompt.truncated
+    positions = [user["content"].index(f"[{n}] type: article | title: Title {n}") for n in (1, 2, 3)]
+    assert positions == sorted(positions)
+    assert "author: Paul Iusztin" in user["content"]
+    assert "link: https://example.com/2" in user["content"]
+    assert "w3x9" in user["content"]  # the chunk text itself
+    assert user["content"].rstrip().endswith("Answer (cite blocks like [1]):")
+    assert "Question: What is RAG?" in user["content"]
+
+
+def test_system_instructions_ground_cite_and_admit_ignorance() -> None:
+    system = build([chunk(1, author="Maxime Labonne"), chunk(2)]).messages[0]["content"]
+    assert "LLM twin of Maxime Labonne and Paul Iusztin" in system
+    assert "only from the numbered context" in system
+    assert "[1]" in system
+    assert "does not contain the answer" in system
+
+
+def test_context_is_text_never_a_repr() -> None:
+    text = "\n".join(m["content"] for m in build([chunk(1), chunk(2)]).messages)
+    for leak in ("EmbeddedChunk(", "content=", "author_ids", "should-not-appear", "score"):
+        assert leak not in text
+
+
+def test_lowest_ranked_chunks_are_dropped_first() -> None:
+    chunks = [chunk(i, n_words=50) for i in range(1, 5)]
+    fixed = total_tokens(build([]).messages) - words(NO_CONTEXT_NOTE) + 1  # "Context:" line stays
+    # Room for two 50-word blocks (each ~60 tokens with its header) but not three.
+    prompt = build(chunks, window=fixed + 100 + 130)
+    assert prompt.used_chunks == chunks[:2]
+    assert prompt.dropped == chunks[2:]
+    user = prompt.messages[1]["content"]
+    assert "[1] " in user and "[2] " in user and "[3] " not in user
+    assert "w3x0" not in user
+
+
+def test_context_stays_a_prefix_of_the_ranking() -> None:
+    # A small chunk after a too-big one is dropped too: the context never skips a better chunk.
+    chunks = [chunk(1, 10), chunk(2, 500), chunk(3, 5)]
+    prompt = build(chunks, window=300, new=100)
+    assert prompt.used_chunks == [chunks[0]]
+    assert prompt.dropped == chunks[1:]
+
+
+def test_numbering_matches_used_chunks_for_sources() -> None:
+    chunks = [chunk(i, n_words=40) for i in range(1, 6)]
+    prompt = build(chunks, window=350, new=50)
+    user = prompt.messages[1]["content"]
+    for number, used in enumerate(prompt.used_chunks, start=1):
+        assert f"[{number}] type: article | title: {used.title} |" in user
+    assert f"[{len(prompt.used_chunks) + 1}] " not in user
+    assert 0 < len(prompt.used_chunks) < len(chunks)
+
+
+@pytest.mark.parametrize("window", [200, 260, 333, 512, 1000])
+def test_prompt_plus_new_tokens_fit_the_window(window: int) -> None:
+    chunks = [chunk(i, n_words=37) for i in range(1, 20)]
+    prompt = build(chunks, window=window, new=64, overhead=8)
+    assert total_tokens(prompt.messages) + 8 + 64 <= window
+    assert prompt.prompt_tokens == total_tokens(prompt.messages) + 8
+    assert prompt.used_chunks + prompt.dropped == chunks
+
+
+def test_single_oversized_block_is_truncated_not_failed() -> None:
+    big = chunk(1, n_words=2000)
+    prompt = build([big, chunk(2)], window=400, new=100)
+    assert prompt.used_chunks == [big]
+    assert [c.id for c in prompt.dropped] == ["id-2"]
+    assert prompt.truncated
+    user = prompt.messages[1]["content"]
+    assert "[1] type: article | title: Title 1" in user
+    assert TRUNCATION_MARK.strip() in user
+    assert "w1x0 w1x1" in user and "w1x1999" not in user  # keeps the beginning
+    assert prompt.prompt_tokens + 100 <= 400
+    assert prompt.prompt_tokens > 400 - 100 - 40  # and uses most of the room it had
+
+
+def test_no_room_for_any_context_still_builds_a_prompt() -> None:
+    fixed = total_tokens(build([]).messages)
+    prompt = build([chunk(1, 500)], window=fixed + 100 + 5, new=100)
+    assert prompt.used_chunks == [] and prompt.dropped[0].id == "id-1"
+    assert NO_CONTEXT_NOTE in prompt.messages[1]["content"]
+
+
+def test_no_chunks_says_so() -> None:
+    prompt = build([])
+    assert prompt.used_chunks == [] and prompt.dropped == []
+    assert NO_CONTEXT_NOTE in prompt.messages[1]["content"]
+
+
+def test_question_that_cannot_fit_raises_budget_error() -> None:
+    with pytest.raises(PromptBudgetError, match="tokens"):
+        build([chunk(1)], window=300, new=100, question="why " * 400)
+
+
+class WordCountingClient:
+    model_name = "fake"
+    context_window = 300
+
+    def warm_up(self) -> None: ...
+
+    def count_tokens(self, text: str) -> int:
+        return words(text)
+
+    def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
+        return Completion(text="")
+
+    def stream(self, messages, params):
+        yield ""
+
+
+def test_build_prompt_for_client_uses_its_window_and_tokenizer() -> None:
+    chunks = [chunk(i, n_words=40) for i in range(1, 10)]
+    prompt = build_prompt_for_client("What is RAG?", chunks, WordCountingClient(), max_new_tokens=60)
+    assert prompt.prompt_tokens + 60 <= 300
+    assert 0 < len(prompt.used_chunks) < len(chunks)

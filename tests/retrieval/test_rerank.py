@@ -1,0 +1,280 @@
+"""Rerankers: the ONNX cross-encoder on a test model built from the bundled MiniLM, the LLM scorer, none."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.generation.base import Completion
+from llm_twin.models import ModelNotFoundError
+from llm_twin.retrieval.rerank import (
+    LlmYesNoReranker,
+    NoopReranker,
+    OnnxCrossEncoderReranker,
+    RerankerConfigError,
+    SentenceTransformersCrossEncoderReranker,
+    build_reranker,
+    logits_to_scores,
+    parse_openai_logprobs,
+    yes_no_score,
+)
+from llm_twin.retrieval.testing_models import build_test_cross_encoder
+from llm_twin.settings import load_settings
+
+QUERY = "How does Python's structural pattern matching work?"
+PASSAGES = [
+    "PEP 634 specifies the match statement: a subject is compared against case patterns in order.",
+    "The walrus operator assigns values to variables as part of an expression.",
+    "Black is an uncompromising code formatter. " * 30,  # long: exercises truncation and padding
+    "asyncio.TaskGroup cancels the remaining tasks when one of them fails.",
+    "Class patterns match instances and can extract attributes through __match_args__.",
+    "pip resolves dependencies with a backtracking resolver.",
+    "Mapping patterns match dictionaries; extra keys are ignored unless **rest is used.",
+]
+
+
+def _chunks(texts: list[str] = PASSAGES) -> list[EmbeddedChunk]:
+    return [
+        EmbeddedChunk(
+            id=f"c{i}", collection="embedded_articles", content_type="article", document_id=f"d{i}",
+            chunk_index=0, content=text, author_ids=["a"], author_full_name="A", title=f"T{i}",
+            score=1.0 - i / 100,
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_test_cross_encoder(tmp_path_factory.mktemp("models") / "cross-encoder" / "test-minilm")
+
+
+def test_test_model_is_built_idempotently(model_dir: Path) -> None:
+    assert {"model.onnx", "tokenizer.json", "config.json"} <= {p.name for p in model_dir.iterdir()}
+    mtime = (model_dir / "model.onnx").stat().st_mtime_ns
+    assert build_test_cross_encoder(model_dir) == model_dir
+    assert (model_dir / "model.onnx").stat().st_mtime_ns == mtime
+
+
+def test_loads_by_directory_and_scores(model_dir: Path) -> None:
+    reranker = OnnxCrossEncoderReranker(str(model_dir), top_n=20)
+    reranker.warm_up()
+    chunks = _chunks()
+    ranked = reranker.run(QUERY, chunks, top_k=5)
+    assert len(ranked) == 5
+    scores = [c.score for c in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert all(np.isfinite(scores))
+    by_id = {c.id: c for c in chunks}
+    for chunk in ranked:
+        assert chunk.metadata["rerank_score"] == chunk.score
+        assert chunk.metadata["search_score"] == by_id[chunk.id].score  # the search score is kept
+    assert [c.score for c in chunks] == [1.0 - i / 100 for i in range(len(chunks))]  # inputs untouched
+
+
+def test_batching_matches_one_by_one(model_dir: Path) -> None:
+    batched = OnnxCrossEncoderReranker(str(model_dir), batch_size=16).score(QUERY, PASSAGES)
+    single = OnnxCrossEncoderReranker(str(model_dir), batch_size=1).score(QUERY, PASSAGES)
+    pairs_of_three = OnnxCrossEncoderReranker(str(model_dir), batch_size=3).score(QUERY, PASSAGES)
+    assert batched.shape == (len(PASSAGES),)
+    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pairs_of_three, single, rtol=1e-4, atol=1e-4)
+    assert len(set(np.round(single, 5))) > 1  # the head really depends on the input
+
+
+def test_long_passages_are_truncated(model_dir: Path) -> None:
+    reranker = OnnxCrossEncoderReranker(str(model_dir), max_length=64)
+    scores = reranker.score(QUERY, ["word " * 5000, "short passage"])
+    assert np.all(np.isfinite(scores))
+
+
+def test_only_top_n_are_scored(model_dir: Path) -> None:
+    reranker = OnnxCrossEncoderReranker(str(model_dir), top_n=3)
+    seen: list[int] = []
+    original = reranker.score
+
+    def spy(query: str, passages):
+        seen.append(len(passages))
+        return original(query, passages)
+
+    reranker.score = spy  # type: ignore[method-assign]
+    chunks = _chunks()
+    ranked = reranker.run(QUERY, chunks, top_k=len(chunks))
+    assert seen == [3]
+    assert {c.id for c in ranked[:3]} == {"c0", "c1", "c2"}
+    assert all("rerank_score" in c.metadata for c in ranked[:3])
+    # the unscored tail follows in search order, with its search score
+    assert [c.id for c in ranked[3:]] == ["c3", "c4", "c5", "c6"]
+    assert [c.score for c in ranked[3:]] == [c.score for c in chunks[3:]]
+    assert reranker.run(QUERY, chunks, top_k=2) == ranked[:2]
+    assert reranker.run(QUERY, [], top_k=5) == []
+
+
+def test_model_loads_once_per_process(model_dir: Path) -> None:
+    first = OnnxCrossEncoderReranker(str(model_dir))
+    second = OnnxCrossEncoderReranker(str(model_dir))
+    first.warm_up()
+    second.warm_up()
+    assert first._loaded is second._loaded
+
+
+def test_known_id_is_looked_up_under_models_dir(model_dir: Path, tmp_path: Path) -> None:
+    models_dir = model_dir.parent.parent
+    reranker = OnnxCrossEncoderReranker("cross-encoder/test-minilm", models_dir=models_dir)
+    assert len(reranker.score(QUERY, PASSAGES[:2])) == 2
+    missing = OnnxCrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L-6-v2", models_dir=tmp_path)
+    with pytest.raises(ModelNotFoundError, match="no hub downloads"):
+        missing.warm_up()
+
+
+def test_logits_to_scores() -> None:
+    np.testing.assert_allclose(logits_to_scores(np.array([[0.5], [-1.0]])), [0.5, -1.0])
+    np.testing.assert_allclose(logits_to_scores(np.array([[0.0, 2.0], [1.0, -1.0]])), [2.0, -2.0])
+    np.testing.assert_allclose(logits_to_scores(np.array([3.0])), [3.0])
+    with pytest.raises(ValueError):
+        logits_to_scores(np.zeros((2, 3)))
+
+
+def test_noop_keeps_order_and_scores() -> None:
+    chunks = _chunks()
+    ranked = NoopReranker().run(QUERY, chunks, top_k=4)
+    assert ranked == chunks[:4]
+    assert NoopReranker().name == "none"
+
+
+# --- factory ----------------------------------------------------------------------------------
+
+
+def _settings(tmp_path: Path, **overrides):
+    return load_settings(data_dir=tmp_path, **overrides)
+
+
+def test_auto_is_none_when_nothing_is_configured(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="llm_twin.retrieval.rerank"):
+        reranker = build_reranker(_settings(tmp_path, rerank_backend="auto", rerank_model=None))
+    assert isinstance(reranker, NoopReranker) and reranker.name == "none"
+    assert "LLM_TWIN_RERANK_MODEL" in reranker.reason
+    assert "rerank: none" in caplog.text  # stated at start-up, never silent
+
+
+def test_auto_finds_a_cross_encoder_under_models_dir(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, rerank_backend="auto", rerank_model=None, rerank_top_n=7)
+    build_test_cross_encoder(settings.models_dir / "cross-encoder" / "mini")
+    reranker = build_reranker(settings)
+    assert isinstance(reranker, OnnxCrossEncoderReranker)
+    assert reranker.name == "cross-encoder" and reranker.top_n == 7
+
+
+def test_auto_with_a_configured_model(model_dir: Path, tmp_path: Path) -> None:
+    reranker = build_reranker(_settings(tmp_path, rerank_model=str(model_dir)))
+    assert isinstance(reranker, OnnxCrossEncoderReranker)
+    with pytest.raises(ModelNotFoundError):  # configured but missing: an error, not a silent "none"
+        build_reranker(_settings(tmp_path, rerank_model=str(tmp_path / "nope")))
+
+
+def test_explicit_cross_encoder_without_model_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(RerankerConfigError, match="LLM_TWIN_RERANK_MODEL"):
+        build_reranker(_settings(tmp_path, rerank_backend="cross-encoder", rerank_model=None))
+
+
+def test_directory_without_onnx_needs_sentence_transformers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tmp_path / "plain-ce"
+    plain.mkdir()
+    (plain / "config.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
+    with pytest.raises(RerankerConfigError, match="export the cross-encoder to ONNX"):
+        build_reranker(_settings(tmp_path, rerank_model=str(plain)))
+
+    class FakeCrossEncoder:
+        def __init__(self, path: str, max_length: int) -> None:
+            self.path = path
+
+        def predict(self, pairs, batch_size: int):
+            return [float(len(p)) for _q, p in pairs]  # longer passage, higher score
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(CrossEncoder=FakeCrossEncoder))
+    reranker = build_reranker(_settings(tmp_path, rerank_model=str(plain)))
+    assert isinstance(reranker, SentenceTransformersCrossEncoderReranker)
+    ranked = reranker.run(QUERY, _chunks(), top_k=2)
+    assert ranked[0].id == "c2"  # the long passage
+
+
+def test_none_and_llm_backends(tmp_path: Path) -> None:
+    assert isinstance(build_reranker(_settings(tmp_path, rerank_backend="none")), NoopReranker)
+    with pytest.raises(RerankerConfigError, match="helper LLM"):
+        build_reranker(_settings(tmp_path, rerank_backend="llm"))
+    reranker = build_reranker(_settings(tmp_path, rerank_backend="llm"), helper_llm=_YesForPatterns())
+    assert isinstance(reranker, LlmYesNoReranker) and reranker.name == "llm"
+
+
+# --- LLM yes/no -------------------------------------------------------------------------------
+
+
+class _YesForPatterns:
+    """A plain LLMClient (no logprobs): answers Yes when the passage mentions patterns."""
+
+    model_name = "fake"
+    context_window = 2048
+
+    def warm_up(self) -> None:
+        return None
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def complete(self, messages, params) -> Completion:
+        passage = messages[-1]["content"].split("Passage:")[1]
+        return Completion(text="Yes" if "pattern" in passage.lower() else "No")
+
+    def stream(self, messages, params):
+        yield self.complete(messages, params).text
+
+
+def test_llm_reranker_with_a_text_only_client() -> None:
+    ranked = LlmYesNoReranker(_YesForPatterns(), top_n=20).run(QUERY, _chunks(), top_k=len(PASSAGES))
+    assert [c.id for c in ranked[:3]] == ["c0", "c4", "c6"]  # "Yes" passages first, search order kept
+    assert [c.score for c in ranked[:3]] == [1.0, 1.0, 1.0]
+    assert all(c.score == -1.0 for c in ranked[3:])
+
+
+def test_yes_no_score_from_logprobs() -> None:
+    assert yes_no_score({"Yes": -0.1, "No": -2.4}) == pytest.approx(2.3)
+    combined = yes_no_score({"Yes": np.log(0.3), " yes": np.log(0.2), "No": np.log(0.5)})
+    assert combined == pytest.approx(0.0, abs=1e-9)  # variants of one answer are summed
+    assert yes_no_score({"Maybe": -0.1}) == 0.0
+    assert yes_no_score({"No": -0.01}) < -20
+
+
+def test_parse_openai_logprobs() -> None:
+    body = {
+        "choices": [{
+            "logprobs": {"content": [{
+                "token": "Yes", "logprob": -0.2,
+                "top_logprobs": [{"token": "Yes", "logprob": -0.2}, {"token": "No", "logprob": -1.8}],
+            }]},
+        }]
+    }
+    assert parse_openai_logprobs(body) == pytest.approx(1.6)
+
+
+@pytest.mark.slow
+def test_llm_reranker_with_local_gguf(tmp_path: Path) -> None:
+    llama_cpp = pytest.importorskip("llm_twin.generation.llama_cpp")
+    try:
+        rerank_client = llama_cpp.LlamaCppClient("smollm2-135m-instruct", models_dir=tmp_path, n_ctx=2048, n_threads=2)
+        rerank_client.warm_up()
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"SmolLM2 GGUF not usable here: {error}")
+    reranker = LlmYesNoReranker(rerank_client, top_n=3)
+    ranked = reranker.run(QUERY, _chunks(), top_k=3)
+    assert reranker._scorer is not None and reranker._scorer.__qualname__.startswith("_llama_cpp_scorer")
+    assert len(ranked) == 3
+    assert all(np.isfinite(c.score) and c.metadata["rerank_score"] == c.score for c in ranked)
+    assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
+    assert len({c.score for c in ranked}) > 1  # real log-probabilities, not the +-1 text fallback
