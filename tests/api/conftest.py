@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from rag_fakes import FakeLLM, FakeRetrieval
 
+from llm_twin.api.app import create_app
+from llm_twin.generation.rag import RAGPipeline
 from llm_twin.settings import Settings, load_settings
 
 
@@ -19,6 +26,29 @@ def fake_retrieval() -> FakeRetrieval:
 @pytest.fixture
 def fake_llm() -> FakeLLM:
     return FakeLLM()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, fake_retrieval: FakeRetrieval, fake_llm: FakeLLM) -> Iterator[tuple[str, FakeLLM]]:
+    """The app with fakes behind a real uvicorn server on a free port."""
+    llm = fake_llm
+    settings = load_settings(data_dir=tmp_path)
+    app = create_app(settings, RAGPipeline(fake_retrieval, llm, settings))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", llm
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 #: A small slice of the demo corpus: pattern-matching PEPs and commits by Guido van Rossum, plus

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
-from llm_twin.errors import InvalidInputError, LLMTwinError
+from llm_twin.errors import InvalidInputError, LLMTwinError, StoreLockedError
 from llm_twin.generation.base import LLMError
 from llm_twin.models import ModelNotFoundError
 from llm_twin.observability import TracingConfigError
@@ -69,8 +69,12 @@ def ask(
     k: Annotated[Optional[int], typer.Option(help="Sources to retrieve.")] = None,
     expand_to_n: Annotated[Optional[int], typer.Option("--expand-to-n", help="Query variants incl. the original.")] = None,
     author: Annotated[Optional[str], typer.Option(help="Only use this author's writing.")] = None,
+    url: Annotated[
+        Optional[str],
+        typer.Option(help="Ask a running server (e.g. http://127.0.0.1:8000) instead of loading the pipeline here."),
+    ] = None,
 ) -> None:
-    """Answer QUERY in-process (no server needed), citing numbered sources."""
+    """Answer QUERY, citing numbered sources: in-process, or through a running server with --url."""
     from llm_twin.api.schemas import RAGRequest, RAGResponse
     from llm_twin.generation.rag import RAGPipeline
     from llm_twin.observability import configure_tracing, shutdown_tracing
@@ -85,6 +89,9 @@ def ask(
     if request.expand_to_n is not None and request.expand_to_n > settings.expand_max:
         raise _fail(f"expand_to_n: must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)", EXIT_USAGE)
     arguments = {"query": request.query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
+    if url:
+        _ask_server(url, arguments, stream=stream, as_json=as_json, timeout_s=settings.llm_timeout_s + 60)
+        return
 
     pipeline: RAGPipeline | None = None
     try:
@@ -104,6 +111,9 @@ def ask(
         raise _fail(str(error), EXIT_USAGE) from None
     except TracingConfigError as error:
         raise _fail(str(error), EXIT_USAGE) from None
+    except StoreLockedError as error:
+        hint = f"; to ask the running server use --url http://{settings.api_host}:{settings.api_port}"
+        raise _fail(str(error) + hint, EXIT_UNAVAILABLE) from None
     except (LLMTwinError, LLMError, ModelNotFoundError) as error:
         raise _fail(str(error), EXIT_UNAVAILABLE) from None
     except KeyboardInterrupt:
@@ -113,6 +123,64 @@ def ask(
         if pipeline is not None:
             pipeline.close()
         shutdown_tracing()
+
+
+def _ask_server(url: str, arguments: dict, *, stream: bool, as_json: bool, timeout_s: float) -> None:
+    """POST /rag on a running server; same output as the in-process path."""
+    import httpx
+
+    from llm_twin.api.schemas import DoneEventData, RAGResponse, SourcesEventData
+
+    body = {key: value for key, value in arguments.items() if value is not None} | {"stream": stream}
+    try:
+        with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0)) as client, client.stream(
+            "POST", url.rstrip("/") + "/rag", json=body
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                try:
+                    error = response.json()["error"]
+                    message = error["message"]
+                except (ValueError, KeyError, TypeError):
+                    message = f"HTTP {response.status_code}"
+                raise _fail(message, EXIT_USAGE if response.status_code == 422 else EXIT_UNAVAILABLE)
+            if not stream:
+                response.read()
+                answer = RAGResponse.model_validate_json(response.text)
+                if as_json:
+                    sys.stdout.write(answer.model_dump_json(indent=2) + "\n")
+                else:
+                    sys.stdout.write(answer.answer + "\n")
+                    _print_sources(answer)
+                return
+            event, sources = None, None
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    continue
+                if not line.startswith("data:"):
+                    continue
+                data = json.loads(line[5:])
+                if as_json:
+                    sys.stdout.write(json.dumps({"event": event, "data": data}, ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+                elif event == "sources":
+                    sources = SourcesEventData.model_validate(data)
+                elif event == "token":
+                    sys.stdout.write(data["text"])
+                    sys.stdout.flush()
+                elif event == "done" and sources is not None:
+                    done = DoneEventData.model_validate(data)
+                    sys.stdout.write("\n")
+                    _print_sources(RAGResponse(
+                        answer=done.answer, sources=sources.sources, author=sources.author,
+                        expanded_queries=sources.expanded_queries, timings_ms=done.timings_ms, model=done.model,
+                        rerank=done.rerank, usage=done.usage, warnings=sources.warnings,
+                    ))
+                if event == "error":
+                    raise _fail(data["error"]["message"], EXIT_UNAVAILABLE)
+    except httpx.HTTPError as error:
+        raise _fail(f"cannot reach {url}: {type(error).__name__}", EXIT_UNAVAILABLE) from None
 
 
 def _print_stream(pipeline, arguments: dict, as_json: bool) -> None:  # type: ignore[no-untyped-def]

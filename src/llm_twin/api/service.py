@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from typing import Generic, Literal, TypeVar
 
 import anyio
@@ -143,13 +142,17 @@ class ThreadedStream(Generic[T]):
     def _produce(self) -> None:
         try:
             iterator = self._make_iterator()
-            with closing(iterator):  # type: ignore[type-var]  # generators have close()
+            try:
                 for item in iterator:
                     if self._stop.is_set():
                         break
                     self._put(("item", item))
                     if self._stop.is_set():
                         break
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:  # generators: run their cleanup (frees the model) now
+                    close()
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, who maps it
             self._put(("error", error))
         else:

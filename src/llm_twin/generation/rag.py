@@ -93,8 +93,8 @@ RAGEvent = SourcesEvent | TokenEvent | DoneEvent
 
 
 @dataclass
-class _Prepared:
-    """Everything before generation: retrieval outcome, prompt, timings so far."""
+class PreparedRequest:
+    """Everything before generation: retrieval outcome, the prompt, timings so far."""
 
     query: str
     started: float
@@ -165,7 +165,7 @@ class RAGPipeline:
     ) -> RAGAnswer:
         """Answer ``query`` in one blocking call."""
         with trace_span("rag", query_chars=len(query), k=k, expand_to_n=expand_to_n, author=author, stream=False) as root:
-            prepared = self._prepare(query, k, expand_to_n, author)
+            prepared = self.prepare(query, k, expand_to_n, author)
             params = self.params
             completion_tokens = prompt_tokens = finish_reason = None
             if prepared.prompt is None:
@@ -207,7 +207,7 @@ class RAGPipeline:
         root = start_span("rag", query_chars=len(query), k=k, expand_to_n=expand_to_n, author=author, stream=True)
         try:
             with activate(root):
-                prepared = self._prepare(query, k, expand_to_n, author)
+                prepared = self.prepare(query, k, expand_to_n, author)
             yield SourcesEvent(
                 sources=list(prepared.prompt.used_chunks) if prepared.prompt else [],
                 author=prepared.author,
@@ -263,7 +263,13 @@ class RAGPipeline:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _prepare(self, query: str, k: int | None, expand_to_n: int | None, author: str | None) -> _Prepared:
+    def prepare(
+        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+    ) -> PreparedRequest:
+        """Retrieval and the grounded prompt, without generating (``prompt`` is None when nothing was found).
+
+        Public for benchmarks and evaluation: replaying ``prompt.messages`` times the model alone.
+        """
         started = time.perf_counter()
         query = query.strip()
         if not query:
@@ -303,9 +309,9 @@ class RAGPipeline:
             timings["prompt"] = _ms(time.perf_counter() - prompt_started)
             if not prompt.used_chunks:
                 prompt = None  # nothing fits: answering would be ungrounded
-        return _Prepared(query=query, started=started, retrieval=result, prompt=prompt, timings_ms=timings)
+        return PreparedRequest(query=query, started=started, retrieval=result, prompt=prompt, timings_ms=timings)
 
-    def _generation_attributes(self, prepared: _Prepared, params: GenerationParams) -> dict[str, object]:
+    def _generation_attributes(self, prepared: PreparedRequest, params: GenerationParams) -> dict[str, object]:
         return {
             "gen_ai__request__model": self.llm.model_name,
             "gen_ai__request__temperature": params.temperature,
@@ -317,7 +323,7 @@ class RAGPipeline:
 
     def _finish(
         self,
-        prepared: _Prepared,
+        prepared: PreparedRequest,
         text: str,
         generation_ms: float,
         prompt_tokens: int | None,
@@ -342,7 +348,7 @@ class RAGPipeline:
             warnings=list(prepared.retrieval.warnings),
         )
 
-    def _no_sources_answer(self, prepared: _Prepared) -> str:
+    def _no_sources_answer(self, prepared: PreparedRequest) -> str:
         author = prepared.author
         return NO_SOURCES_ANSWER.format(by=f" by {author.full_name}" if author else "")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -55,6 +56,8 @@ def configure_tracing(settings: Settings) -> str:
     with _lock:
         if mode == _mode and (mode == "none" or _provider is not None):
             return mode
+        if mode == "none" and _mode == "custom":  # an explicitly installed exporter wins over "none"
+            return _mode
         _shutdown_locked()
         if mode == "none":
             return mode
@@ -64,7 +67,7 @@ def configure_tracing(settings: Settings) -> str:
 
         provider = TracerProvider(resource=Resource.create({"service.name": "llm-twin"}))
         if mode == "console":
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
         elif mode in ("otlp", "opik"):
             provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(settings)))
         else:  # pragma: no cover - Settings validates the literal
@@ -72,6 +75,20 @@ def configure_tracing(settings: Settings) -> str:
         _provider, _tracer, _mode = provider, provider.get_tracer(TRACER_NAME), mode
         logger.info("tracing enabled: %s", mode)
         return mode
+
+
+def install_exporter(exporter: Any, mode: str = "custom") -> None:
+    """Send spans to ``exporter`` synchronously (tests: ``InMemorySpanExporter``; other backends)."""
+    global _provider, _tracer, _mode
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    with _lock:
+        _shutdown_locked()
+        provider = TracerProvider(resource=Resource.create({"service.name": "llm-twin"}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _provider, _tracer, _mode = provider, provider.get_tracer(TRACER_NAME), mode
 
 
 def shutdown_tracing() -> None:

@@ -10,10 +10,13 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from llm_twin.generation.base import ChatMessage, GenerationParams, LLMClient, LLMTimeoutError
 from llm_twin.retrieval.types import ExpansionResult
+
+if TYPE_CHECKING:
+    from llm_twin.settings import Settings
 
 T = TypeVar("T")
 
@@ -146,6 +149,11 @@ class QueryExpander:
         self.llm = llm
         self.max_n = max(1, max_n)
         self.timeout_s = timeout_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings, helper_llm: LLMClient | None) -> QueryExpander:
+        """``n`` per call comes from the request or ``settings.expand_to_n``; ``expand_max`` caps it."""
+        return cls(helper_llm, max_n=settings.expand_max, timeout_s=settings.helper_llm_timeout_s)
 
     def warm_up(self) -> None:
         if self.llm is not None:

@@ -28,10 +28,6 @@ logger = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 2000
 
 
-def _names(match: AuthorMatch) -> str:
-    return ", ".join(a.full_name for a in match.candidates) or "none"
-
-
 class RetrievalPipeline:
     def __init__(
         self,
@@ -93,13 +89,9 @@ class RetrievalPipeline:
         if not name.strip():
             raise InvalidInputError("author", "must not be empty")
         match = self.self_query.resolve_name(name)
-        if match.author is not None:
-            return match
-        if match.candidates:
-            raise InvalidInputError("author", f"{name!r} is ambiguous: {_names(match)}")
-        closest = self.self_query.resolver.closest(name, 5)
-        hint = ", ".join(a.full_name for a in closest) or "no authors ingested"
-        raise InvalidInputError("author", f"no author named {name!r}; closest known: {hint}")
+        if match.author is None:  # the reason lists the candidates (ambiguous) or the closest names
+            raise InvalidInputError("author", match.reason)
+        return match
 
     # --- the run ----------------------------------------------------------------------------
     def run(

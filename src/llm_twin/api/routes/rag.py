@@ -105,6 +105,8 @@ async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings:
     if kind == "error":
         assert isinstance(payload, BaseException)
         raise payload
+    if kind != "item":  # the pipeline always starts with a sources event
+        raise RuntimeError("RAG stream ended before its sources event")
     return StreamingResponse(
         _event_stream(stream, payload),  # type: ignore[arg-type]
         media_type="text/event-stream",

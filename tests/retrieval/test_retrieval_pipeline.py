@@ -1,0 +1,87 @@
+"""The retrieval pipeline end to end on the small ingested corpus (real store, real embedder)."""
+
+from __future__ import annotations
+
+import pytest
+from llm_twin.domain.authors import author_id
+from llm_twin.errors import InvalidInputError, StoreUnavailableError
+from llm_twin.retrieval.pipeline import RetrievalPipeline
+from llm_twin.settings import load_settings
+
+GUIDO = author_id("Guido van Rossum")
+
+
+@pytest.fixture(scope="module")
+def pipeline(ingested_settings):
+    pipeline = RetrievalPipeline(ingested_settings)
+    pipeline.warm_up()
+    yield pipeline
+    pipeline.close()
+
+
+def test_author_named_in_the_question_filters_every_chunk(pipeline):
+    result = pipeline.run("What did Guido van Rossum write about pattern matching?", k=5)
+    assert result.author.author is not None and result.author.author.full_name == "Guido van Rossum"
+    assert len(result.chunks) == 5
+    assert all(GUIDO in c.author_ids for c in result.chunks)
+    assert result.chunks[0].document_id == "pep-0634"
+    assert {c.collection for c in result.chunks} >= {"embedded_articles", "embedded_posts"}
+    assert result.rerank == "none"
+    assert set(result.timings_ms) >= {"self_query", "expansion", "embedding", "search", "rerank", "total"}
+
+
+def test_no_author_returns_several_authors(pipeline):
+    result = pipeline.run("How should Python code be formatted and how are PEPs proposed?", k=6)
+    assert result.author.author is None
+    assert len({c.author_full_name for c in result.chunks}) >= 2
+    # Balanced split: every collection that has matches is represented.
+    assert len({c.collection for c in result.chunks}) >= 2
+    assert [c.score for c in result.chunks] == sorted((c.score for c in result.chunks), reverse=True)
+
+
+def test_explicit_author_and_modes(pipeline):
+    for mode in ("dense", "sparse", "hybrid"):
+        result = pipeline.run("typing and type hints", k=3, author="łukasz langa", mode=mode)
+        assert result.author.author.full_name == "Łukasz Langa"
+        assert result.chunks and all(author_id("Łukasz Langa") in c.author_ids for c in result.chunks)
+
+
+def test_results_are_deduplicated(pipeline):
+    result = pipeline.run("pattern matching", k=10)
+    ids = [c.id for c in result.chunks]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"query": "   "}, "query"),
+        ({"query": "x" * 2001}, "query"),
+        ({"query": "ok", "k": 0}, "k"),
+        ({"query": "ok", "expand_to_n": 0}, "expand_to_n"),
+        ({"query": "ok", "expand_to_n": 99}, "expand_to_n"),
+        ({"query": "ok", "author": "Nobody Known"}, "author"),
+    ],
+)
+def test_bad_input_names_the_field(pipeline, kwargs, field):
+    with pytest.raises(InvalidInputError) as error:
+        pipeline.run(**kwargs)
+    assert error.value.field == field
+
+
+def test_unknown_author_lists_closest(pipeline):
+    with pytest.raises(InvalidInputError, match="closest: .*Guido van Rossum"):
+        pipeline.run("anything", author="Gvido van Rosum")
+
+
+def test_registry_is_never_written(pipeline, ingested_settings):
+    before = ingested_settings.registry_path.stat().st_mtime_ns
+    pipeline.run("What did Someone Unknown write about Fictional Person?", k=2)
+    assert ingested_settings.registry_path.stat().st_mtime_ns == before
+
+
+def test_missing_store_is_unavailable(tmp_path):
+    pipeline = RetrievalPipeline(load_settings(data_dir=tmp_path, helper_llm_backend="none", rerank_backend="none"))
+    with pytest.raises(StoreUnavailableError, match="ingest"):
+        pipeline.warm_up()
+    pipeline.close()
