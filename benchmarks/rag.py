@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_new_tokens": settings.max_new_tokens,
             "expand_to_n": body.get("expand_to_n", settings.expand_to_n),
             "k": body.get("k", settings.k),
-            "rerank": ready.get("rerank_backend"),
+            "rerank": ready.get("rerank", ready.get("rerank_backend")),
             "helper_llm_backend": settings.helper_llm_backend,
             "data_dir": str(settings.data_dir),
             "cpus": os.cpu_count(),

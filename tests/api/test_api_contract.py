@@ -263,3 +263,15 @@ def test_health_answers_while_generation_is_running(client: TestClient, fake_llm
         fake_llm.gate.set()
         worker.join(10)
     assert results["rag"].status_code == 200  # type: ignore[attr-defined]
+
+
+def test_background_start_serves_health_while_loading(settings, fake_retrieval: FakeRetrieval, fake_llm: FakeLLM) -> None:
+    gate = threading.Event()
+    fake_retrieval.warm_up = lambda: gate.wait(10)  # type: ignore[method-assign]  # a slow model load
+    app = create_app(settings, RAGPipeline(fake_retrieval, fake_llm, settings), background_start=True)
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        assert_error(client.get("/ready"), 503, "starting")
+        gate.set()
+        assert client.post("/rag", json={"query": "q"}).status_code == 200  # waits for the load
+        assert client.get("/ready").status_code == 200

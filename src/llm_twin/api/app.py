@@ -49,10 +49,14 @@ class TracingMiddleware:
             await self.app(scope, receive, send_and_record)
 
 
-def create_app(settings: Settings | None = None, pipeline: RAGPipeline | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, pipeline: RAGPipeline | None = None, *, background_start: bool = False
+) -> FastAPI:
     """The API. ``pipeline`` (tests, embedding in another app) skips building one from ``settings``.
 
     The pipeline is built and warmed once, in a worker thread, when the app starts (lifespan).
+    ``background_start`` (``llm-twin serve``) lets the server accept connections meanwhile: ``/health``
+    answers during the model load, ``/ready`` returns 503 "starting", ``/rag`` waits for the load.
     """
     settings = settings or (pipeline.settings if pipeline is not None else get_settings())
 
@@ -61,7 +65,7 @@ def create_app(settings: Settings | None = None, pipeline: RAGPipeline | None = 
         configure_tracing(settings)  # a misconfigured exporter fails startup, with a clear message
         service = ServiceState(settings, pipeline)
         app.state.service = service
-        await service.start()
+        await service.start(background=background_start)
         try:
             yield
         finally:

@@ -54,7 +54,7 @@ def serve(
     host = host or settings.api_host
     port = port or settings.api_port
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, background_start=True),
         host=host,
         port=port,
         log_level=log_level.lower(),
@@ -80,6 +80,9 @@ def ask(
     from llm_twin.observability import configure_tracing, shutdown_tracing
 
     settings = _settings()
+    # Component warnings (e.g. "rerank: none") are already in the summary line; keep stderr to
+    # errors so that a failure is exactly one line.
+    logging.getLogger("llm_twin").setLevel(logging.ERROR)
     try:
         request = RAGRequest(query=query, k=k, expand_to_n=expand_to_n, author=author)
     except ValidationError as error:

@@ -1,4 +1,9 @@
-"""Annotated dependency aliases shared by the routers."""
+"""Annotated dependency aliases shared by the routers.
+
+There is deliberately no pipeline dependency: dependencies run before the request body is
+validated, and invalid input must get its 422 even while the store is down, so routes call
+``service.require_pipeline()`` themselves.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llm_twin.api.service import ServiceState
-from llm_twin.generation.rag import RAGPipeline
 from llm_twin.settings import Settings
 
 
@@ -23,15 +27,3 @@ def get_app_settings(service: ServiceDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-
-
-async def get_pipeline(service: ServiceDep) -> RAGPipeline:
-    """The warmed pipeline; raises the startup error (store / LLM unavailable → 503) otherwise.
-
-    Dependencies run before the request body is validated, so routes whose invalid input must
-    win over a 503 (``POST /rag``) call ``service.require_pipeline()`` themselves instead.
-    """
-    return await service.require_pipeline()
-
-
-PipelineDep = Annotated[RAGPipeline, Depends(get_pipeline)]

@@ -24,6 +24,10 @@ class ServiceNotReadyError(LLMTwinError):
     """The pipeline could not be built or warmed up for a reason other than the store or the LLM."""
 
 
+class ServiceStartingError(ServiceNotReadyError):
+    """The models are still loading."""
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -56,6 +60,8 @@ def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
         return 503, ErrorDetail(code="llm_unavailable", message="the language model is unavailable")
     if isinstance(error, LLMError):
         return 502, ErrorDetail(code="llm_error", message="the language model failed to produce an answer")
+    if isinstance(error, ServiceStartingError):
+        return 503, ErrorDetail(code="starting", message="the service is loading its models; try again shortly")
     if isinstance(error, ServiceNotReadyError):
         return 503, ErrorDetail(code="not_ready", message="the service is starting or failed to start; see /ready")
     if isinstance(error, TimeoutError):

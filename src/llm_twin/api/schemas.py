@@ -175,7 +175,8 @@ class ReadyResponse(BaseModel):
     model: str
     embedding_model: str
     store: str = Field(description="Vector store backend.")
-    rerank_backend: str
+    rerank_backend: str = Field(description="As configured (LLM_TWIN_RERANK_BACKEND), e.g. auto.")
+    rerank: str = Field(description="The reranker actually in use, e.g. cross-encoder or none.")
     tracing: str
 
 

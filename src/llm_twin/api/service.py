@@ -47,6 +47,7 @@ class ServiceState:
         self._last_attempt = float("-inf")
         self._lock = asyncio.Lock()
         self.limiter = anyio.CapacityLimiter(RAG_THREADS)
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -56,8 +57,20 @@ class ServiceState:
     def pipeline(self) -> RAGPipeline | None:
         return self._pipeline
 
-    async def start(self) -> None:
-        """Build and warm the pipeline in a worker thread; failures are logged, not raised."""
+    @property
+    def starting(self) -> bool:
+        """A build is in progress (models loading)."""
+        return not self._ready and self._lock.locked()
+
+    async def start(self, background: bool = False) -> None:
+        """Build and warm the pipeline in a worker thread; failures are logged, not raised.
+
+        ``background``: return at once (the server accepts connections and ``/health`` answers
+        while the model loads; ``/ready`` says "starting", ``/rag`` waits for the load).
+        """
+        if background:
+            self._task = asyncio.create_task(self.start())
+            return
         try:
             await self.require_pipeline(force=True)
         except Exception as error:  # noqa: BLE001 - the service stays up and reports not ready
@@ -94,6 +107,9 @@ class ServiceState:
         return pipeline
 
     async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the loading thread itself cannot be interrupted; the process is exiting
+            return
         if self._pipeline is not None and self._owns_pipeline:
             await anyio.to_thread.run_sync(self._pipeline.close)
         self._ready = False

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from llm_twin.api.deps import PipelineDep, SettingsDep
+from llm_twin.api.deps import ServiceDep, SettingsDep
+from llm_twin.api.errors import ServiceStartingError
 from llm_twin.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
 from llm_twin.observability import tracing_mode
 
@@ -21,14 +22,18 @@ async def health() -> HealthResponse:
     "/ready",
     response_model=ReadyResponse,
     summary="Readiness: the LLM is loaded and the vector store is open",
-    responses={503: {"model": ErrorResponse, "description": "Store or LLM unavailable (retried at most every 5 s)"}},
+    responses={503: {"model": ErrorResponse, "description": "Starting, or store / LLM unavailable (retried every 5 s at most)"}},
 )
-async def ready(pipeline: PipelineDep, settings: SettingsDep) -> ReadyResponse:
+async def ready(service: ServiceDep, settings: SettingsDep) -> ReadyResponse:
+    if service.starting:
+        raise ServiceStartingError("models loading")
+    pipeline = await service.require_pipeline()  # retries a failed start (at most every 5 s)
     store = getattr(getattr(pipeline.retrieval, "store", None), "backend", None)
     return ReadyResponse(
         model=pipeline.llm.model_name,
         embedding_model=settings.embedding_model,
         store=store or ("qdrant-server" if settings.qdrant_url else "embedded"),
         rerank_backend=settings.rerank_backend,
+        rerank=getattr(getattr(pipeline.retrieval, "reranker", None), "name", settings.rerank_backend),
         tracing=tracing_mode(),
     )
