@@ -159,6 +159,7 @@ def scifact(llm_rerank_queries: int) -> dict:
     results = {}
     for mode in ("dense", "sparse", "hybrid"):
         results[mode] = run_eval(settings, dataset, mode, "none").as_dict()
+    results["hybrid_dbsf"] = run_eval(settings.model_copy(update={"fusion": "dbsf"}), dataset, "hybrid", "none").as_dict()
     if llm_rerank_queries:
         base = run_eval(settings, dataset, "hybrid", "none", limit=llm_rerank_queries).as_dict()
         tuned = settings.model_copy(update={"rerank_top_n": 10})

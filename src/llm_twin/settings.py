@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     expand_to_n: int = Field(default=3, ge=1)
     expand_max: int = Field(default=5, ge=1, le=10)
     search_mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "dbsf"] = Field(
+        default="rrf", description="Hybrid fusion: reciprocal rank (rrf) or distribution-based score fusion (dbsf)."
+    )
     rrf_k: int = Field(default=60, ge=1)
     prefetch_limit: int = Field(default=50, ge=1, description="Candidates per branch before fusion.")
     k_split: Literal["balanced", "equal", "global"] = Field(

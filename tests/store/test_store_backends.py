@@ -58,13 +58,17 @@ def store(request, tmp_path, encoded):
     store.close()
 
 
-def _requests(queries, mode, author=None):
+def _requests(queries, mode, author=None, fusion="rrf"):
     dense, sparse = queries
-    return [SearchRequest(limit=3, mode=mode, dense=d, sparse=s, author_id=author) for d, s in zip(dense, sparse)]
+    return [
+        SearchRequest(limit=3, mode=mode, dense=d, sparse=s, author_id=author, fusion=fusion)
+        for d, s in zip(dense, sparse)
+    ]
 
 
-def _ranked(store, queries, mode, author=None):
-    return [[(h.payload["chunk_id"], round(h.score, 4)) for h in hits] for hits in store.query_batch("c", _requests(queries, mode, author))]
+def _ranked(store, queries, mode, author=None, fusion="rrf"):
+    requests = _requests(queries, mode, author, fusion)
+    return [[(h.payload["chunk_id"], round(h.score, 4)) for h in hits] for hits in store.query_batch("c", requests)]
 
 
 def test_count_and_idempotent_upsert(store, encoded):
@@ -93,15 +97,15 @@ def test_delete_document(store):
     assert store.count("c") == len(TEXTS) - 2
 
 
-@pytest.mark.parametrize("mode", ["dense", "hybrid"])
-def test_backends_agree(tmp_path, encoded, mode):
+@pytest.mark.parametrize(("mode", "fusion"), [("dense", "rrf"), ("hybrid", "rrf"), ("hybrid", "dbsf")])
+def test_backends_agree(tmp_path, encoded, mode, fusion):
     """Same scores, and the same ids at each score, on both backends (RRF can tie)."""
     results = {}
     for kind in ("embedded", "server"):
         store = make_store(kind, tmp_path / kind)
         store.ensure_collections(["c"], 384)
         store.upsert("c", encoded[0])
-        results[kind] = _ranked(store, encoded[1], mode)
+        results[kind] = _ranked(store, encoded[1], mode, fusion=fusion)
         store.close()
     for ours, theirs in zip(results["embedded"], results["server"]):
         assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-3)

@@ -108,6 +108,7 @@ def eval_retrieval(
     dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR / "data" / "scifact",
     mode: Annotated[str, typer.Option("--mode", help="dense | sparse | hybrid")] = "hybrid",
     rerank: Annotated[str, typer.Option("--rerank", help="none | llm | cross-encoder")] = "none",
+    fusion: Annotated[Optional[str], typer.Option("--fusion", help="Hybrid fusion: rrf | dbsf (default: LLM_TWIN_FUSION).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
@@ -118,10 +119,13 @@ def eval_retrieval(
         raise _fail("--mode: must be dense, sparse or hybrid")
     if rerank not in ("none", "llm", "cross-encoder"):
         raise _fail("--rerank: must be none, llm or cross-encoder")
+    if fusion is not None and fusion not in ("rrf", "dbsf"):
+        raise _fail("--fusion: must be rrf or dbsf")
     if limit is not None and limit < 1:
         raise _fail("--limit: must be at least 1")
     try:
-        result = run_eval(load_settings(), dataset, mode, rerank, limit, progress=not as_json)  # type: ignore[arg-type]
+        settings = load_settings(**({"fusion": fusion} if fusion else {}))
+        result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json)
     except DatasetError as error:
         raise _fail(f"--dataset: {error}") from None
     except USER_ERRORS as error:
@@ -129,7 +133,7 @@ def eval_retrieval(
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
         return
-    table = Table(title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}")
+    table = Table(title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}, fusion={result.fusion}")
     for metric in result.metrics:
         table.add_column(metric, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))

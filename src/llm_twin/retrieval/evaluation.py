@@ -116,6 +116,7 @@ class EvalResult:
     mode: str
     rerank: str
     queries: int
+    fusion: str
     metrics: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -124,6 +125,7 @@ class EvalResult:
             "dataset": self.dataset,
             "mode": self.mode,
             "rerank": self.rerank,
+            "fusion": self.fusion,
             "queries": self.queries,
             **self.metrics,
             "seconds": self.seconds,
@@ -167,6 +169,7 @@ def evaluate_retrieval(
         dataset=dataset.name,
         mode=mode,
         rerank=reranker.name if reranker is not None else "none",
+        fusion=getattr(retriever, "fusion", "rrf") if mode == "hybrid" else "-",
         queries=len(qids),
         metrics=metrics,
         seconds={
@@ -215,8 +218,9 @@ def run_eval(
             Bm25SparseEncoder(avg_len=local.bm25_avg_len),
             [local.collection_articles],
             mode=mode,  # type: ignore[arg-type]
-            prefetch_limit=max(local.prefetch_limit, 200),
+            prefetch_limit=max(local.prefetch_limit, 300),
             rrf_k=local.rrf_k,
+            fusion=local.fusion,
         )
         return evaluate_retrieval(retriever, reranker, dataset, mode, limit=limit, rerank_top_n=local.rerank_top_n)
     finally:

@@ -55,6 +55,7 @@ class RetrievalPipeline:
             prefetch_limit=settings.prefetch_limit,
             rrf_k=settings.rrf_k,
             k_split=settings.k_split,
+            fusion=settings.fusion,
         )
         # Self-query and expansion run side by side; both mostly wait on an LLM or the GIL-free engine.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")

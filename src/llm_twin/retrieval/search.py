@@ -57,6 +57,7 @@ class QdrantHybridRetriever:
         prefetch_limit: int = 50,
         rrf_k: int = 60,
         k_split: str = "balanced",
+        fusion: str = "rrf",
         parallel: bool = True,
     ) -> None:
         self.store = store
@@ -67,6 +68,7 @@ class QdrantHybridRetriever:
         self.prefetch_limit = prefetch_limit
         self.rrf_k = rrf_k
         self.k_split = k_split
+        self.fusion = fusion
         # One batch per collection; the engine releases the GIL, so the three batches overlap.
         self._pool = ThreadPoolExecutor(max_workers=len(collections), thread_name_prefix="search") if parallel else None
 
@@ -132,6 +134,7 @@ class QdrantHybridRetriever:
                 author_id=author_id,
                 prefetch_limit=max(self.prefetch_limit, limit),
                 rrf_k=self.rrf_k,
+                fusion=self.fusion,  # type: ignore[arg-type]
             )
             for d, s in zip(dense, sparse)
         ]

@@ -33,6 +33,7 @@ class SearchRequest:
     author_id: str | None = None
     prefetch_limit: int = 50
     rrf_k: int = 60
+    fusion: Literal["rrf", "dbsf"] = "rrf"
 
 
 @dataclass

@@ -158,7 +158,7 @@ class EdgeVectorStore:
                     Prefetch(limit=r.prefetch_limit, query=dense, filter=flt),
                     Prefetch(limit=r.prefetch_limit, query=sparse, filter=flt),
                 ],
-                query=Fusion.Rrf(k=r.rrf_k),
+                query=Fusion.Rrf(k=r.rrf_k) if r.fusion == "rrf" else Fusion.Dbsf(),
                 filter=flt,
                 with_payload=True,
             )

@@ -119,7 +119,11 @@ class QdrantServerStore:
                     models.Prefetch(query=r.dense, using=DENSE, limit=r.prefetch_limit, filter=flt),
                     models.Prefetch(query=sparse, using=SPARSE, limit=r.prefetch_limit, filter=flt),
                 ],
-                query=models.RrfQuery(rrf=models.Rrf(k=r.rrf_k)),
+                query=(
+                    models.RrfQuery(rrf=models.Rrf(k=r.rrf_k))
+                    if r.fusion == "rrf"
+                    else models.FusionQuery(fusion=models.Fusion.DBSF)
+                ),
                 filter=flt,
                 limit=r.limit,
                 with_payload=True,
