@@ -59,7 +59,8 @@ def test_all_chunks_fit_numbered_in_rank_order_with_metadata() -> None:
     assert "author: Paul Iusztin" in user["content"]
     assert "link: https://example.com/2" in user["content"]
     assert "w3x9" in user["content"]  # the chunk text itself
-    assert user["content"].rstrip().endswith("Answer (cite blocks like [1]):")
+    assert "End every sentence with the number of the block" in user["content"]
+    assert user["content"].rstrip().endswith("Answer:")
     assert "Question: What is RAG?" in user["content"]
 
 

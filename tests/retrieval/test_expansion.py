@@ -90,8 +90,9 @@ def test_expander_keeps_the_original_first() -> None:
         "PEP 634 structural pattern matching rationale",
     ]
     messages, _params = llm.calls[0]
-    assert messages[-1]["content"] == ORIGINAL
-    assert "2 different versions" in messages[0]["content"]
+    assert messages[-1]["content"] == f"Question: {ORIGINAL}"
+    # One more than needed is asked for: small models often echo the question first.
+    assert "exactly 3 lines" in messages[0]["content"]
 
 
 def test_expander_caps_n_and_skips_the_llm_for_one_query() -> None:

@@ -71,7 +71,12 @@ def system_message(chunks: Sequence[EmbeddedChunk], twin_of: str | None = None) 
 
 def user_message(question: str, blocks: Sequence[str]) -> str:
     context = "\n\n".join(blocks) if blocks else NO_CONTEXT_NOTE
-    return f"Context:\n{context}\n\nQuestion: {question.strip()}\nAnswer (cite blocks like [1]):"
+    # Restating the citation rule right before the answer is what makes small models follow it.
+    return (
+        f"Context:\n{context}\n\nQuestion: {question.strip()}\n"
+        "Answer in 2-4 sentences. End every sentence with the number of the block it is based on, "
+        "like [1] or [2][3].\nAnswer:"
+    )
 
 
 def build_grounded_prompt(

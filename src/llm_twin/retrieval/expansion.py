@@ -22,9 +22,10 @@ T = TypeVar("T")
 
 SEPARATOR = "#next-question#"
 EXPAND_SYSTEM = (
-    "You rewrite search questions. Write {k} different versions of the user's question that would "
-    "help find relevant documents with a search engine: use other words, synonyms and related "
-    "terms, keep the meaning and keep every name. Write one question per line, nothing else."
+    "You rewrite search questions for a search engine. Given a question, write {k} alternative versions "
+    "of it, each using different words, synonyms or related technical terms, keeping its meaning and "
+    "every name in it. Do not answer the question. Output a numbered list with exactly {k} lines, like:\n"
+    "1. ...\n2. ..."
 )
 MAX_QUERY_CHARS = 500
 
@@ -168,10 +169,11 @@ class QueryExpander:
         want = n - 1
         llm = self.llm
         messages: list[ChatMessage] = [
-            {"role": "system", "content": EXPAND_SYSTEM.format(k=want)},
-            {"role": "user", "content": query},
+            # One more than needed: small models often repeat the question as their first line.
+            {"role": "system", "content": EXPAND_SYSTEM.format(k=want + 1)},
+            {"role": "user", "content": f"Question: {query}"},
         ]
-        params = GenerationParams(max_new_tokens=min(48 * want + 32, 512), temperature=0.3, top_p=0.9)
+        params = GenerationParams(max_new_tokens=min(48 * (want + 1) + 32, 512), temperature=0.3, top_p=0.9)
         try:
             completion = call_with_timeout(lambda: llm.complete(messages, params), self.timeout_s)
         except Exception as error:  # noqa: BLE001 - retrieval goes on with the original query
