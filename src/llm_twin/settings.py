@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LLM_TWIN_"
@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.chunk_overlap_tokens >= self.chunk_tokens // 2:
+            raise ValueError(f"{ENV_PREFIX}CHUNK_OVERLAP_TOKENS must be less than half of {ENV_PREFIX}CHUNK_TOKENS")
+        if self.chunk_tokens > self.max_seq_tokens - 2:
+            raise ValueError(f"{ENV_PREFIX}CHUNK_TOKENS must fit the embedder window ({ENV_PREFIX}MAX_SEQ_TOKENS - 2)")
+        if self.expand_to_n > self.expand_max:
+            raise ValueError(f"{ENV_PREFIX}EXPAND_TO_N must not exceed {ENV_PREFIX}EXPAND_MAX")
+        return self
+
     # --- derived -------------------------------------------------------------------------------
     @property
     def collections(self) -> dict[ContentType, str]:
@@ -160,7 +170,10 @@ class Settings(BaseSettings):
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
+        if not item["loc"]:  # a rule across fields: the message names them
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(item["loc"][0])
         var = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
         lines.append(f"{var}: {item['msg']} (got {item.get('input')!r})")
     return "invalid configuration: " + "; ".join(lines)
