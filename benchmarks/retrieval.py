@@ -63,7 +63,7 @@ def latency(data_dir: Path, rounds: int) -> dict:
     store = open_store(settings)
     collections = list(settings.collections.values())
     store.open_existing(collections)
-    embedder = OnnxSentenceEmbedder(settings.embedding_model, settings.max_seq_tokens)
+    embedder = OnnxSentenceEmbedder.from_settings(settings)
     bm25 = Bm25SparseEncoder(avg_len=settings.bm25_avg_len)
     retriever = QdrantHybridRetriever(store, embedder, bm25, collections, mode="hybrid", rrf_k=settings.rrf_k)
     retriever.warm_up()

@@ -31,6 +31,10 @@ class OnnxSentenceEmbedder:
         self.dimension = 0
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings) -> "OnnxSentenceEmbedder":
+        return cls(settings.embedding_model, settings.max_seq_tokens, settings.embedding_batch_size, settings.embedding_threads)
+
     @property
     def model_id(self) -> str:
         return self._files.model_id if self._files else self.model

@@ -91,9 +91,7 @@ class IngestPipeline:
     ) -> None:
         self.settings = settings
         self.store = store or open_store(settings)
-        self.embedder = embedder or OnnxSentenceEmbedder(
-            settings.embedding_model, settings.max_seq_tokens, settings.embedding_batch_size, settings.embedding_threads
-        )
+        self.embedder = embedder or OnnxSentenceEmbedder.from_settings(settings)
         self.registry = registry or AuthorRegistry(settings.registry_path)
         self.bm25 = Bm25SparseEncoder(avg_len=settings.bm25_avg_len)
         self.chunker: TokenChunker | None = None

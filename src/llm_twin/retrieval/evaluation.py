@@ -214,7 +214,7 @@ def run_eval(
         store.open_existing([local.collection_articles])
         retriever = QdrantHybridRetriever(
             store,
-            OnnxSentenceEmbedder(local.embedding_model, local.max_seq_tokens, local.embedding_batch_size),
+            OnnxSentenceEmbedder.from_settings(local),
             Bm25SparseEncoder(avg_len=local.bm25_avg_len),
             [local.collection_articles],
             mode=mode,  # type: ignore[arg-type]

@@ -39,9 +39,7 @@ class RetrievalPipeline:
     ) -> None:
         self.settings = settings
         self.store = store or open_store(settings)
-        self.embedder = embedder or OnnxSentenceEmbedder(
-            settings.embedding_model, settings.max_seq_tokens, settings.embedding_batch_size, settings.embedding_threads
-        )
+        self.embedder = embedder or OnnxSentenceEmbedder.from_settings(settings)
         self.helper_llm = helper_llm
         self.self_query = SelfQuery.from_settings(settings, helper_llm)
         self.expander = QueryExpander(helper_llm, settings.expand_max, settings.helper_llm_timeout_s)
