@@ -95,12 +95,13 @@ def latency(data_dir: Path, rounds: int) -> dict:
                 times[name].append((time.perf_counter() - t0) * 1000)
     retriever.close()
     store.close()
-    summary = {
+    summary: dict = {
         name: {"p50_ms": round(statistics.median(v), 2), "p95_ms": round(percentile(v, 0.95), 2), "n": len(v)}
         for name, v in times.items()
     }
     summary["speedup_p50"] = round(summary["reference"]["p50_ms"] / summary["ours"]["p50_ms"], 2)
     summary["queries_per_request"] = 3
+    summary["embedder"] = embedder.model_id
     summary["k"] = k
     return summary
 
@@ -151,7 +152,7 @@ def rerank_costs(llm_pairs: int) -> dict:
     return costs
 
 
-def scifact(llm_rerank_queries: int) -> dict:
+def scifact(llm_rerank_queries: int, hyde: bool) -> dict:
     from llm_twin.retrieval.evaluation import run_eval
 
     settings = load_settings()
@@ -159,7 +160,12 @@ def scifact(llm_rerank_queries: int) -> dict:
     results = {}
     for mode in ("dense", "sparse", "hybrid"):
         results[mode] = run_eval(settings, dataset, mode, "none").as_dict()
-    results["hybrid_dbsf"] = run_eval(settings.model_copy(update={"fusion": "dbsf"}), dataset, "hybrid", "none").as_dict()
+    dbsf = settings.model_copy(update={"fusion": "dbsf"})
+    results["hybrid_dbsf"] = run_eval(dbsf, dataset, "hybrid", "none").as_dict()
+    if hyde:  # one passage per query from the local helper LLM, shared by both fusions
+        passages: dict = {}
+        results["hybrid_dbsf+hyde"] = run_eval(dbsf, dataset, "hybrid", "none", hyde=True, passage_cache=passages).as_dict()
+        results["hybrid+hyde"] = run_eval(settings, dataset, "hybrid", "none", hyde=True, passage_cache=passages).as_dict()
     if llm_rerank_queries:
         base = run_eval(settings, dataset, "hybrid", "none", limit=llm_rerank_queries).as_dict()
         tuned = settings.model_copy(update={"rerank_top_n": 10})
@@ -175,20 +181,24 @@ def main() -> int:
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--llm-rerank-queries", type=int, default=0, help="Also score hybrid+llm rerank on N queries (slow).")
     parser.add_argument("--llm-pairs", type=int, default=0, help="Measure the llm reranker's cost on N pairs (slow).")
+    parser.add_argument("--no-hyde", action="store_true", help="Skip the HyDE runs (one local-LLM call per query: ~25 min on 2 cores).")
     args = parser.parse_args()
 
     result: dict = {}
     # Latency first, in a fresh process state (the SciFact runs leave sessions and threads behind).
     result["latency"] = latency(args.demo_data_dir or load_settings().data_dir, args.rounds)
     if not args.skip_scifact:
-        result["scifact"] = scifact(args.llm_rerank_queries)
+        result["scifact"] = scifact(args.llm_rerank_queries, hyde=not args.no_hyde)
     result["rerank_cost"] = rerank_costs(args.llm_pairs)
     result["targets"] = {"hybrid_ndcg@10": 0.71, "best_ndcg@10": 0.74, "ours_p50_ms": 10, "speedup_min": 1.5}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "retrieval.json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["| measure | value | target |", "|---|---|---|"]
-    for name, r in result.get("scifact", {}).items():
-        md.append(f"| SciFact {name} ({r['queries']} q): nDCG@10 / R@100 / MRR@10 | {r['ndcg@10']:.4f} / {r['recall@100']:.4f} / {r['mrr@10']:.4f} | {'>= 0.71' if name == 'hybrid' else ''} |")
+    runs = result.get("scifact", {})
+    best = max(runs, key=lambda n: runs[n]["ndcg@10"]) if runs else None
+    for name, r in runs.items():
+        target = ">= 0.71" if name == "hybrid" else ">= 0.74 (best)" if name == best else ""
+        md.append(f"| SciFact {name} ({r['queries']} q): nDCG@10 / R@100 / MRR@10 | {r['ndcg@10']:.4f} / {r['recall@100']:.4f} / {r['mrr@10']:.4f} | {target} |")
     lat = result["latency"]
     md.append(f"| retrieval stage, ours (3 queries, 3 collections, k={lat['k']}) p50 / p95 | {lat['ours']['p50_ms']} / {lat['ours']['p95_ms']} ms | p50 <= 10 ms |")
     md.append(f"| retrieval stage, reference way p50 / p95 | {lat['reference']['p50_ms']} / {lat['reference']['p95_ms']} ms | |")

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Model id or local directory holding model.onnx (or onnx/model.onnx) and tokenizer.json.",
     )
+    embedding_precision: Literal["int8-dynamic", "as-is"] = Field(
+        default="int8-dynamic",
+        description="int8-dynamic: a dynamically quantized copy (int8 MatMuls, ~1.9x faster on CPU); as-is: the file unchanged.",
+    )
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
     embedding_threads: int | None = Field(default=None, ge=1)
     max_seq_tokens: int = Field(default=256, ge=16, le=512, description="Embedder window, in tokens.")
@@ -66,6 +70,13 @@ class Settings(BaseSettings):
     rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
     rerank_top_n: int = Field(default=20, ge=1)
     self_query_llm: bool = Field(default=False, description="Ask the helper LLM for an author when the matcher finds none.")
+    hyde: bool = Field(
+        default=False,
+        description="HyDE: the helper LLM writes a hypothetical passage that is blended into every query "
+        "(best SciFact configuration; one more helper-LLM call per question).",
+    )
+    hyde_weight: float = Field(default=0.5, gt=0.0, le=2.0, description="Weight of the HyDE passage against the query.")
+    hyde_max_new_tokens: int = Field(default=96, ge=16, le=512)
 
     # --- helper LLM (query expansion, self-query extraction) ------------------------------------
     helper_llm_backend: Literal["llama-cpp", "openai", "none"] = "llama-cpp"

@@ -57,6 +57,7 @@ def test_rag_answers_from_guidos_writing(client: TestClient) -> None:
     assert all("Guido van Rossum" in source["authors"] for source in body["sources"])
     assert any("attern" in (source["title"] or "") for source in body["sources"])
     assert body["expanded_queries"] == [GUIDO_QUESTION]
+    assert body["hypothetical_document"] is None  # HyDE is opt-in (LLM_TWIN_HYDE)
     assert body["timings_ms"]["generation"] > 0 and body["timings_ms"]["total"] >= body["timings_ms"]["retrieval"]
 
 

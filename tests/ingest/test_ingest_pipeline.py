@@ -68,7 +68,7 @@ def test_payload_fields(ingested_settings):
     assert "Guido van Rossum" in payload["author_full_name"]
     assert payload["title"].startswith("Structural Pattern Matching")
     assert payload["link"] == "https://peps.python.org/pep-0634/"
-    assert payload["metadata"]["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert payload["metadata"]["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2@int8-dynamic"
     assert payload["metadata"]["embedding_size"] == 384
     assert "\n" in payload["content"]  # structure kept
 
@@ -160,3 +160,15 @@ def test_second_process_gets_a_clear_lock_error(ingested_settings):
     finally:
         holder.close()
     assert out.stdout.startswith("LOCKED") and "another process" in out.stdout
+
+
+def test_a_new_embedding_recipe_re_embeds_everything(tmp_path):
+    """Vectors from another model, precision or chunking must not be mixed with new ones."""
+    paths = write_small_corpus(tmp_path / "corpus")
+    settings = _settings(tmp_path).model_copy(update={"embedding_precision": "as-is"})
+    first = _ingest(settings, paths)
+    assert first.documents_written == 26
+    assert _ingest(settings, paths).documents_written == 0
+    changed = _ingest(settings.model_copy(update={"embedding_precision": "int8-dynamic"}), paths)
+    assert changed.documents_written == 26 and changed.documents_skipped == 0
+    assert changed.counts["chunks"] == first.counts["chunks"]  # replaced, not duplicated

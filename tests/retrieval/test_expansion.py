@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_twin.generation.base import Completion, GenerationParams, LLMError, LLMTimeoutError
+from llm_twin.generation.base import LLMError, LLMTimeoutError
 from llm_twin.retrieval.expansion import QueryExpander, call_with_timeout, parse_reformulations
+
+from llm_fakes import FakeLLM
 
 ORIGINAL = "What did Guido van Rossum write about pattern matching?"
 
@@ -48,36 +50,6 @@ def test_parse_reformulations_respects_want() -> None:
     text = "\n".join(f"{i}. Question number {i}?" for i in range(1, 8))
     assert len(parse_reformulations(text, ORIGINAL, want=4)) == 4
     assert parse_reformulations(text, ORIGINAL, want=0) == []
-
-
-class FakeLLM:
-    """LLMClient at the boundary: returns a fixed text, raises, or hangs; records the calls."""
-
-    model_name = "fake"
-    context_window = 2048
-
-    def __init__(self, answer: str = "", error: Exception | None = None, delay_s: float = 0.0) -> None:
-        self.answer, self.error, self.delay_s = answer, error, delay_s
-        self.calls: list[tuple[list, GenerationParams]] = []
-        self._lock = threading.Lock()
-
-    def warm_up(self) -> None:
-        return None
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def complete(self, messages, params: GenerationParams) -> Completion:
-        with self._lock:
-            self.calls.append((messages, params))
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        if self.error:
-            raise self.error
-        return Completion(text=self.answer)
-
-    def stream(self, messages, params):
-        yield self.complete(messages, params).text
 
 
 def test_expander_keeps_the_original_first() -> None:

@@ -85,3 +85,27 @@ def test_missing_store_is_unavailable(tmp_path):
     with pytest.raises(StoreUnavailableError, match="ingest"):
         pipeline.warm_up()
     pipeline.close()
+
+
+def test_deferred_payloads_match_a_full_search(pipeline):
+    """run() searches ids only and fetches payloads for the final k: same chunks as searching with payloads."""
+    retriever = pipeline.retriever
+    queries = ["pattern matching", "type hints for functions", "packaging wheels"]
+    per_query, _ = retriever.search_each(queries, limit=8)
+    best = {}
+    for chunk in (c for chunks in per_query for c in chunks):
+        if chunk.id not in best or chunk.score > best[chunk.id].score:
+            best[chunk.id] = chunk
+    expected = sorted(best.values(), key=lambda c: c.score, reverse=True)[:8]
+    saved = retriever.k_split
+    retriever.k_split = "global"
+    try:
+        found = retriever.run(queries, 8).chunks
+    finally:
+        retriever.k_split = saved
+    assert [round(c.score, 5) for c in found] == [round(c.score, 5) for c in expected]
+    assert {c.id for c in found} == {c.id for c in expected} or len({round(c.score, 5) for c in expected}) < 8
+    by_id = {c.id: c for c in expected}
+    for chunk in found:
+        if chunk.id in by_id:
+            assert chunk.content == by_id[chunk.id].content and chunk.collection == by_id[chunk.id].collection

@@ -11,9 +11,11 @@ import pytest
 
 from llm_twin.domain.authors import Author
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.base import Completion, GenerationParams, LLMUnavailableError
+from llm_twin.generation.base import LLMUnavailableError
 from llm_twin.retrieval.self_query import AuthorResolver, SelfQuery, parse_extracted_name
 from llm_twin.store.registry import AuthorRegistry
+
+from llm_fakes import FakeLLM
 
 NAMES = [
     "Guido van Rossum",
@@ -168,36 +170,6 @@ def test_missing_registry_is_not_created(tmp_path: Path) -> None:
 # --- helper-LLM extraction -----------------------------------------------------------------------
 
 
-class FakeLLM:
-    """LLMClient at the boundary: answers with a fixed text, raises, or hangs."""
-
-    model_name = "fake"
-    context_window = 2048
-
-    def __init__(self, answer: str = "", error: Exception | None = None, delay_s: float = 0.0) -> None:
-        self.answer, self.error, self.delay_s = answer, error, delay_s
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def warm_up(self) -> None:
-        return None
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def complete(self, messages, params: GenerationParams) -> Completion:
-        with self._lock:
-            self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        if self.error:
-            raise self.error
-        return Completion(text=self.answer)
-
-    def stream(self, messages, params):
-        yield self.complete(messages, params).text
-
-
 def test_llm_extraction_is_resolved_through_the_registry(resolver: AuthorResolver) -> None:
     llm = FakeLLM(answer='"stufft"')
     component = SelfQuery(resolver=resolver, llm=llm, use_llm=True)
@@ -224,7 +196,7 @@ def test_llm_is_not_asked_when_the_matcher_decides(resolver: AuthorResolver) -> 
     component = SelfQuery(resolver=resolver, llm=llm, use_llm=True)
     assert _name(component.run("What did Guido van Rossum write?")) == "Guido van Rossum"
     assert component.run("What does Coghlan think?").author is None  # ambiguous: reported, not guessed
-    assert llm.calls == 0
+    assert not llm.calls
 
 
 def test_llm_failures_are_reported_not_raised(resolver: AuthorResolver) -> None:

@@ -4,6 +4,7 @@ compared with each other on the same points and queries."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -137,3 +138,24 @@ def test_missing_collection_is_a_clear_error(tmp_path):
         with pytest.raises(StoreUnavailableError, match="ingest"):
             store.open_existing(["nothing_here"])
         store.close()
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+def test_ids_only_search_then_retrieve_gives_the_same_hits(store, encoded, mode):
+    """The retriever's path: ids and scores from the search, payloads fetched afterwards."""
+    with_payload = store.query_batch("c", _requests(encoded[1], mode))
+    ids_only = store.query_batch("c", [replace(r, with_payload=False) for r in _requests(encoded[1], mode)])
+    for full, bare in zip(with_payload, ids_only):
+        # RRF can tie: compare the (id, score) sets, and the score order.
+        assert {(h.id, round(h.score, 5)) for h in full} == {(h.id, round(h.score, 5)) for h in bare}
+        assert [round(h.score, 5) for h in full] == [round(h.score, 5) for h in bare]
+        assert all(not h.payload for h in bare)
+        fetched = store.retrieve("c", [h.id for h in bare])
+        assert {h.id: h.payload for h in full} == fetched
+
+
+def test_retrieve_skips_unknown_ids(store, encoded):
+    known = encoded[0][0].id
+    missing = str(uuid.uuid5(uuid.NAMESPACE_URL, "not stored"))
+    assert set(store.retrieve("c", [known, missing])) == {known}
+    assert store.retrieve("c", []) == {}

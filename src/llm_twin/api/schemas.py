@@ -100,6 +100,7 @@ class RAGResponse(BaseModel):
     rerank: str = Field(description='Reranker backend used, e.g. "cross-encoder", "llm" or "none".')
     usage: Usage
     warnings: list[str] = Field(default_factory=list)
+    hypothetical_document: str | None = Field(default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any.")
 
     @classmethod
     def from_answer(cls, answer: RAGAnswer) -> RAGResponse:
@@ -113,6 +114,7 @@ class RAGResponse(BaseModel):
             rerank=answer.rerank,
             usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
             warnings=answer.warnings,
+            hypothetical_document=answer.hypothetical_document,
         )
 
 
@@ -127,6 +129,7 @@ class SourcesEventData(BaseModel):
     rerank: str
     timings_ms: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
+    hypothetical_document: str | None = None
 
     @classmethod
     def from_event(cls, event: SourcesEvent) -> SourcesEventData:
@@ -138,6 +141,7 @@ class SourcesEventData(BaseModel):
             rerank=event.rerank,
             timings_ms=event.timings_ms,
             warnings=event.warnings,
+            hypothetical_document=event.hypothetical_document,
         )
 
 

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from llm_twin.models import OnnxModelFiles, resolve_embedding_model
 
+Precision = Literal["int8-dynamic", "as-is"]
+#: Where quantized copies go when no models directory is given (the default data dir's).
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[3] / "data" / "models"
+
 
 class OnnxSentenceEmbedder:
-    """Mean-pooled, L2-normalised sentence embeddings; model loaded once in ``warm_up()``."""
+    """Mean-pooled, L2-normalised sentence embeddings; model loaded once in ``warm_up()``.
+
+    ``precision="int8-dynamic"`` (the default) runs a dynamically quantized copy of the model,
+    built once into ``cache_dir``; ``"as-is"`` runs the given ONNX file unchanged. The two give
+    slightly different vectors, so ``model_id`` names the precision and ingest re-embeds on a change.
+    """
 
     def __init__(
         self,
@@ -19,11 +30,15 @@ class OnnxSentenceEmbedder:
         max_seq_tokens: int = 256,
         batch_size: int = 32,
         threads: int | None = None,
+        precision: Precision = "int8-dynamic",
+        cache_dir: Path | None = None,
     ) -> None:
         self.model = model
         self.max_seq_tokens = max_seq_tokens
         self.batch_size = batch_size
         self.threads = threads
+        self.precision = precision
+        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self._files: OnnxModelFiles | None = None
         self._session = None
         self._tokenizer = None
@@ -33,7 +48,14 @@ class OnnxSentenceEmbedder:
 
     @classmethod
     def from_settings(cls, settings) -> "OnnxSentenceEmbedder":
-        return cls(settings.embedding_model, settings.max_seq_tokens, settings.embedding_batch_size, settings.embedding_threads)
+        return cls(
+            settings.embedding_model,
+            settings.max_seq_tokens,
+            settings.embedding_batch_size,
+            settings.embedding_threads,
+            precision=settings.embedding_precision,
+            cache_dir=settings.models_dir / "embeddings",
+        )
 
     @property
     def model_id(self) -> str:
@@ -47,6 +69,15 @@ class OnnxSentenceEmbedder:
             from tokenizers import Tokenizer
 
             files = resolve_embedding_model(self.model)
+            if self.precision == "int8-dynamic":
+                from llm_twin.embedding.quantize import SUFFIX, ensure_dynamic_int8, is_dynamically_quantized
+
+                if not is_dynamically_quantized(files.model):
+                    files = OnnxModelFiles(
+                        model=ensure_dynamic_int8(files.model, self.cache_dir),
+                        tokenizer=files.tokenizer,
+                        model_id=f"{files.model_id}@{SUFFIX}",
+                    )
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads or os.cpu_count() or 1
             options.inter_op_num_threads = 1

@@ -63,6 +63,7 @@ class RAGAnswer:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    hypothetical_document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class SourcesEvent:
     model: str
     timings_ms: dict[str, float]
     warnings: list[str]
+    hypothetical_document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class RAGPipeline:
                 model=self.llm.model_name,
                 timings_ms=dict(prepared.timings_ms),
                 warnings=list(prepared.retrieval.warnings),
+                hypothetical_document=prepared.retrieval.hypothetical_document,
             )
             params = self.params
             pieces: list[str] = []
@@ -346,6 +349,7 @@ class RAGPipeline:
             completion_tokens=completion_tokens,
             finish_reason=finish_reason,
             warnings=list(prepared.retrieval.warnings),
+            hypothetical_document=prepared.retrieval.hypothetical_document,
         )
 
     def _no_sources_answer(self, prepared: PreparedRequest) -> str:

@@ -136,6 +136,15 @@ class IngestPipeline:
                 bad.append(BadLine(record.path, record.line, str(error)))
         return documents, bad
 
+    def stored_hash(self, doc: Document) -> str:
+        """The document's content hash bound to how it was embedded: a new embedding model or
+        precision, or other chunking settings, make every document "changed" on the next ingest."""
+        import hashlib
+
+        s = self.settings
+        recipe = f"{self.embedder.model_id}|{s.chunk_tokens}|{s.chunk_overlap_tokens}|{s.max_seq_tokens}|{s.bm25_avg_len}"
+        return hashlib.sha256(f"{doc.content_hash}|{recipe}".encode()).hexdigest()
+
     # --- chunking and points -------------------------------------------------------------------
     def chunk(self, document: Document) -> list[tuple[Chunk, str]]:
         """Chunks with the text to embed (title + chunk, so each chunk carries its document's topic)."""
@@ -193,7 +202,7 @@ class IngestPipeline:
             for doc in documents:
                 if doc.content_type != content_type:
                     continue
-                if hashes.get(doc.id) == doc.content_hash:
+                if hashes.get(doc.id) == self.stored_hash(doc):
                     skipped += 1
                 else:
                     pending.append(doc)
@@ -246,7 +255,8 @@ class IngestPipeline:
         if flush:
             flush()
         self.registry.record_documents(
-            (doc.id, doc.content_type, doc.content_hash, len(chunks), [a.id for a in doc.authors]) for doc, chunks in group
+            (doc.id, doc.content_type, self.stored_hash(doc), len(chunks), [a.id for a in doc.authors])
+            for doc, chunks in group
         )
         report.documents_written += len(group)
         report.chunks_written += len(texts)

@@ -50,6 +50,7 @@ def retrieval_json(result) -> dict:
             }
             for c in result.chunks
         ],
+        "hypothetical_document": result.hypothetical_document,
         "timings_ms": result.timings_ms,
         "warnings": result.warnings,
     }
@@ -61,6 +62,7 @@ def retrieve(
     expand: Annotated[Optional[int], typer.Option("--expand", help="Queries after expansion, original included.")] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Restrict to this author (name or handle).")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="dense | sparse | hybrid")] = None,
+    hyde: Annotated[Optional[bool], typer.Option("--hyde/--no-hyde", help="Blend a HyDE passage into the queries (default: LLM_TWIN_HYDE).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Retrieve the chunks a question would be answered from (no generation)."""
@@ -75,10 +77,11 @@ def retrieve(
         raise _fail("--mode: must be dense, sparse or hybrid")
     pipeline = None
     try:
-        settings = load_settings()
+        settings = load_settings(**({"hyde": hyde} if hyde is not None else {}))
         if expand is not None and not 1 <= expand <= settings.expand_max:
             raise _fail(f"--expand: must be between 1 and {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
-        helper = build_helper_llm(settings) if (expand or settings.expand_to_n) > 1 or settings.self_query_llm else None
+        needs_helper = (expand or settings.expand_to_n) > 1 or settings.self_query_llm or settings.hyde
+        helper = build_helper_llm(settings) if needs_helper else None
         pipeline = RetrievalPipeline(settings, helper_llm=helper)
         result = pipeline.run(query, k=k, expand_to_n=expand, author=author, mode=mode)  # type: ignore[arg-type]
     except InvalidInputError as error:
@@ -110,6 +113,7 @@ def eval_retrieval(
     rerank: Annotated[str, typer.Option("--rerank", help="none | llm | cross-encoder")] = "none",
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="Hybrid fusion: rrf | dbsf (default: LLM_TWIN_FUSION).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
+    hyde: Annotated[bool, typer.Option("--hyde", help="Blend a HyDE passage from the helper LLM into each query (slow on CPU).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
@@ -125,7 +129,7 @@ def eval_retrieval(
         raise _fail("--limit: must be at least 1")
     try:
         settings = load_settings(**({"fusion": fusion} if fusion else {}))
-        result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json)
+        result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde)
     except DatasetError as error:
         raise _fail(f"--dataset: {error}") from None
     except USER_ERRORS as error:
@@ -133,7 +137,7 @@ def eval_retrieval(
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
         return
-    table = Table(title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}, fusion={result.fusion}")
+    table = Table(title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}, fusion={result.fusion}, hyde={result.hyde}")
     for metric in result.metrics:
         table.add_column(metric, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))

@@ -119,6 +119,8 @@ class EvalResult:
     fusion: str
     metrics: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
+    hyde: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -126,9 +128,11 @@ class EvalResult:
             "mode": self.mode,
             "rerank": self.rerank,
             "fusion": self.fusion,
+            "hyde": self.hyde,
             "queries": self.queries,
             **self.metrics,
             "seconds": self.seconds,
+            "warnings": self.warnings,
         }
 
 
@@ -141,17 +145,31 @@ def evaluate_retrieval(
     rerank_top_n: int = 100,
     batch_size: int = 32,
     depth: int = 100,
+    hyde=None,
 ) -> EvalResult:
-    """Run the test queries through the retriever (and reranker), score with ranx."""
+    """Run the test queries through the retriever (and reranker), score with ranx.
+
+    ``hyde`` (a ``HypotheticalDocumentWriter``) writes one passage per query, blended into it;
+    a query whose passage fails is searched without one and counted in ``warnings``."""
     qids = sorted(dataset.queries)[: limit or None]
     run: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
-    search_s = rerank_s = 0.0
+    search_s = rerank_s = hyde_s = 0.0
+    failed = 0
     for start in range(0, len(qids), batch_size):
         batch = qids[start : start + batch_size]
+        passages = None
+        if hyde is not None:
+            th = time.perf_counter()
+            results = [hyde.run(dataset.queries[q]) for q in batch]
+            hyde_s += time.perf_counter() - th
+            failed += sum(1 for r in results if r.passage is None)
+            passages = [r.passage for r in results]
         ts = time.perf_counter()
         # Over-fetch chunks so that ``depth`` distinct documents remain after grouping.
-        per_query, _ = retriever.search_each([dataset.queries[q] for q in batch], limit=depth * 2, mode=mode)
+        per_query, _ = retriever.search_each(
+            [dataset.queries[q] for q in batch], limit=depth * 2, mode=mode, hypotheticals=passages
+        )
         search_s += time.perf_counter() - ts
         for qid, chunks in zip(batch, per_query):
             if reranker is not None and reranker.name != "none":
@@ -176,8 +194,23 @@ def evaluate_retrieval(
             "total": round(time.perf_counter() - t0, 2),
             "search": round(search_s, 2),
             "rerank": round(rerank_s, 2),
+            "hyde": round(hyde_s, 2),
         },
+        hyde=hyde is not None,
+        warnings=[f"HyDE failed for {failed} of {len(qids)} queries (searched without a passage)"] if failed else [],
     )
+
+
+class _MemoWriter:
+    """Reuses passages across evaluations in one run (e.g. the same queries under two fusions)."""
+
+    def __init__(self, writer, cache: dict) -> None:
+        self.writer, self.cache = writer, cache
+
+    def run(self, query: str):
+        if query not in self.cache:
+            self.cache[query] = self.writer.run(query)
+        return self.cache[query]
 
 
 def run_eval(
@@ -187,6 +220,8 @@ def run_eval(
     rerank: str = "none",
     limit: int | None = None,
     progress: bool = False,
+    hyde: bool = False,
+    passage_cache: dict | None = None,
 ) -> EvalResult:
     """The `llm-twin eval retrieval` flow: load, ingest once, search the test queries, score."""
     import sys
@@ -203,7 +238,7 @@ def run_eval(
         print(f"ingesting {len(dataset.corpus)} documents into {local.data_dir} (skipped when present)…", file=sys.stderr)
     ensure_ingested(local, dataset)
     helper = None
-    if rerank == "llm":
+    if rerank == "llm" or hyde:
         from llm_twin.generation.factory import build_helper_llm
 
         helper = build_helper_llm(local)
@@ -221,7 +256,21 @@ def run_eval(
             prefetch_limit=max(local.prefetch_limit, 300),
             rrf_k=local.rrf_k,
             fusion=local.fusion,
+            hyde_weight=local.hyde_weight,
         )
-        return evaluate_retrieval(retriever, reranker, dataset, mode, limit=limit, rerank_top_n=local.rerank_top_n)
+        writer = None
+        if hyde:
+            from llm_twin.retrieval.hyde import HypotheticalDocumentWriter
+
+            if helper is None:
+                raise ValueError("--hyde needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none)")
+            # Offline evaluation waits longer than a request would: a slow CPU is not a failure here.
+            writer = HypotheticalDocumentWriter(helper, local.hyde_max_new_tokens, max(local.helper_llm_timeout_s, 120.0))
+            writer.warm_up()
+            if passage_cache is not None:
+                writer = _MemoWriter(writer, passage_cache)
+        return evaluate_retrieval(
+            retriever, reranker, dataset, mode, limit=limit, rerank_top_n=local.rerank_top_n, hyde=writer
+        )
     finally:
         store.close()

@@ -1,4 +1,4 @@
-"""The retrieval pipeline: self-query || expansion -> batched hybrid search -> rerank.
+"""The retrieval pipeline: self-query || expansion || HyDE (opt-in) -> batched hybrid search -> rerank.
 
 Built and warmed once per process (models, store, registry index); ``run()`` is thread-safe and
 never writes: the author registry is opened read-only.
@@ -16,6 +16,7 @@ from llm_twin.errors import InvalidInputError
 from llm_twin.generation.base import LLMClient
 from llm_twin.observability.tracing import trace_span
 from llm_twin.retrieval.expansion import QueryExpander
+from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter
 from llm_twin.retrieval.rerank import build_reranker
 from llm_twin.retrieval.search import QdrantHybridRetriever
 from llm_twin.retrieval.self_query import SelfQuery
@@ -43,6 +44,11 @@ class RetrievalPipeline:
         self.helper_llm = helper_llm
         self.self_query = SelfQuery.from_settings(settings, helper_llm)
         self.expander = QueryExpander(helper_llm, settings.expand_max, settings.helper_llm_timeout_s)
+        self.hyde = (
+            HypotheticalDocumentWriter(helper_llm, settings.hyde_max_new_tokens, settings.helper_llm_timeout_s)
+            if settings.hyde
+            else None
+        )
         self.reranker = reranker or build_reranker(settings, helper_llm)
         self.retriever = QdrantHybridRetriever(
             self.store,
@@ -54,6 +60,7 @@ class RetrievalPipeline:
             rrf_k=settings.rrf_k,
             k_split=settings.k_split,
             fusion=settings.fusion,
+            hyde_weight=settings.hyde_weight,
         )
         # Self-query and expansion run side by side; both mostly wait on an LLM or the GIL-free engine.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")
@@ -67,8 +74,13 @@ class RetrievalPipeline:
             self.retriever.warm_up()
             self.self_query.warm_up()
             self.expander.warm_up()
+            if self.hyde is not None:
+                self.hyde.warm_up()
             self.reranker.warm_up()
-        logger.info("retrieval ready: search=%s rerank=%s", self.settings.search_mode, self.reranker.name)
+        logger.info(
+            "retrieval ready: search=%s fusion=%s hyde=%s rerank=%s",
+            self.settings.search_mode, self.settings.fusion, self.hyde is not None, self.reranker.name,
+        )
         self._warm = True
 
     # --- validation ------------------------------------------------------------------------
@@ -111,6 +123,7 @@ class RetrievalPipeline:
         with trace_span("retrieval", query_chars=len(query), k=k, expand_to_n=n, mode=mode or self.settings.search_mode):
             timed = self._timed
             expansion_future = self._pool.submit(timed, "expansion", timings, self.expander.run, query, n)
+            hyde_future = self._pool.submit(timed, "hyde", timings, self.hyde.run, query) if self.hyde else None
             if author is not None:
                 match = timed("self_query", timings, self.resolve_author, author)
             else:
@@ -118,10 +131,15 @@ class RetrievalPipeline:
             expansion = expansion_future.result()
             if expansion.error:
                 warnings.append(expansion.error)
+            hyde: HydeResult = hyde_future.result() if hyde_future else HydeResult(None)
+            if hyde.error:
+                warnings.append(hyde.error)
             author_id = match.author.id if match.author else None
             candidates = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" else k
             with trace_span("retrieval.search", queries=len(expansion.queries), author_filter=author_id is not None):
-                found = self.retriever.run(expansion.queries, candidates, author_id=author_id, mode=mode)
+                found = self.retriever.run(
+                    expansion.queries, candidates, author_id=author_id, mode=mode, hypothetical=hyde.passage
+                )
             timings.update(found.timings_ms)
             t0 = time.perf_counter()
             with trace_span("retrieval.rerank", backend=self.reranker.name, candidates=len(found.chunks)):
@@ -136,6 +154,7 @@ class RetrievalPipeline:
             rerank=self.reranker.name,
             timings_ms={key: round(value, 2) for key, value in timings.items()},
             warnings=warnings,
+            hypothetical_document=hyde.passage,
         )
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 All queries are embedded in one call, and each collection gets one batch request holding every
 query (dense, BM25 or hybrid with in-engine RRF), instead of one call per query x collection.
+The batches return ids and scores; payloads are fetched only for the k chunks kept.
 """
 
 from __future__ import annotations
@@ -11,10 +12,28 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.embedding.bm25 import Bm25SparseEncoder
+from llm_twin.embedding.bm25 import Bm25SparseEncoder, Sparse
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.store.base import Hit, SearchMode, SearchRequest, VectorStore
+
+
+@dataclass
+class _Candidate:
+    id: str
+    collection: str
+    score: float
+
+
+def blend_sparse(query: Sparse, passage: Sparse, weight: float) -> Sparse:
+    """BM25 query terms plus ``weight`` times the passage's terms (query2doc-style expansion)."""
+    terms = dict(zip(query.indices, query.values))
+    for index, value in zip(passage.indices, passage.values):
+        terms[index] = terms.get(index, 0.0) + weight * value
+    ordered = sorted(terms)
+    return Sparse(indices=ordered, values=[terms[i] for i in ordered])
 
 
 @dataclass
@@ -59,6 +78,7 @@ class QdrantHybridRetriever:
         k_split: str = "balanced",
         fusion: str = "rrf",
         parallel: bool = False,
+        hyde_weight: float = 0.5,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -69,6 +89,7 @@ class QdrantHybridRetriever:
         self.rrf_k = rrf_k
         self.k_split = k_split
         self.fusion = fusion
+        self.hyde_weight = hyde_weight
         # One batch per collection. Running the three in threads helps on many cores only: the
         # engine already parallelises inside a batch, and on 2 cores threads measured slower.
         self._pool = ThreadPoolExecutor(max_workers=len(collections), thread_name_prefix="search") if parallel else None
@@ -86,22 +107,46 @@ class QdrantHybridRetriever:
         k: int,
         author_id: str | None = None,
         mode: SearchMode | None = None,
+        hypothetical: str | None = None,
     ) -> SearchOutput:
         """The union over all queries and collections, deduplicated by chunk id keeping the best
-        score, then cut to ``k`` following ``k_split``."""
+        score, then cut to ``k`` following ``k_split``.
+
+        The searches return ids and scores only; payloads are fetched afterwards for the chosen
+        ``k`` (one ``retrieve`` per collection), not for every candidate of every query.
+        """
         limit = self.quota(k) if self.k_split == "equal" else k
-        per_query, timings = self.search_each(queries, limit, author_id, mode)
-        t0 = time.perf_counter()
-        best: dict[str, EmbeddedChunk] = {}
-        for chunk in (c for chunks in per_query for c in chunks):
-            if chunk.id not in best or chunk.score > best[chunk.id].score:
-                best[chunk.id] = chunk
+        mode = mode or self.mode
+        timings: dict[str, float] = {}
+        requests = self._requests(queries, limit, author_id, mode, hypothetical, timings, with_payload=False)
+        t1 = time.perf_counter()
+        by_collection = self._query_all(requests)
+        best: dict[str, _Candidate] = {}
+        for collection, results in zip(self.collections, by_collection):
+            for hits in results:
+                for hit in hits:
+                    seen = best.get(hit.id)
+                    if seen is None or hit.score > seen.score:
+                        best[hit.id] = _Candidate(hit.id, collection, hit.score)
         ranked = sorted(best.values(), key=lambda c: c.score, reverse=True)
-        chunks = ranked if self.k_split == "equal" else self._select(ranked, k)
-        timings["search"] += (time.perf_counter() - t0) * 1000
+        chosen = ranked if self.k_split == "equal" else self._select(ranked, k)
+        chunks = self._with_payloads(chosen)
+        timings["search"] = (time.perf_counter() - t1) * 1000
         return SearchOutput(chunks=chunks, timings_ms=timings)
 
-    def _select(self, ranked: list[EmbeddedChunk], k: int) -> list[EmbeddedChunk]:
+    def _with_payloads(self, chosen: list["_Candidate"]) -> list[EmbeddedChunk]:
+        wanted: dict[str, list[str]] = {}
+        for c in chosen:
+            wanted.setdefault(c.collection, []).append(c.id)
+        payloads = {collection: self.store.retrieve(collection, ids) for collection, ids in wanted.items()}
+        # A point deleted between the search and the fetch (a concurrent re-ingest) is dropped.
+        return [
+            hit_to_chunk(Hit(id=c.id, score=c.score, payload=payloads[c.collection][c.id]), c.collection)
+            for c in chosen
+            if c.id in payloads[c.collection]
+        ]
+
+    def _select(self, ranked: list, k: int) -> list:
         if self.k_split == "global":
             return ranked[:k]
         # balanced: each collection's best ``quota`` first (diverse sources), then the best of the rest.
@@ -115,18 +160,33 @@ class QdrantHybridRetriever:
         result = picked[:k] + rest[: max(0, k - len(picked))]
         return sorted(result, key=lambda c: c.score, reverse=True)
 
-    def search_each(
-        self, queries: list[str], limit: int, author_id: str | None = None, mode: SearchMode | None = None
-    ) -> tuple[list[list[EmbeddedChunk]], dict[str, float]]:
-        """Per-query results (all collections merged, best first): one embedding call, one batch per collection."""
-        mode = mode or self.mode
-        timings: dict[str, float] = {}
+    def encode(self, queries: list[str], mode: SearchMode, hypothetical: str | None = None) -> tuple[list, list]:
+        """Dense and BM25 query vectors, all texts embedded in one call.
+
+        With a HyDE passage, each query becomes normalise(e(q) + w * e(p)) and q's BM25 terms
+        plus w times the passage's terms.
+        """
+        texts = list(queries) + ([hypothetical] if hypothetical else [])
+        dense: list = [None] * len(queries)
+        sparse: list = [None] * len(queries)
+        if mode != "sparse":
+            vectors = self.embedder.embed(texts)
+            if hypothetical:
+                blended = vectors[: len(queries)] + self.hyde_weight * vectors[-1]
+                vectors = blended / np.clip(np.linalg.norm(blended, axis=1, keepdims=True), 1e-12, None)
+            dense = vectors[: len(queries)].tolist()
+        if mode != "dense":
+            encoded = self.bm25.embed_queries(texts)
+            sparse = encoded[: len(queries)]
+            if hypothetical:
+                sparse = [blend_sparse(s, encoded[-1], self.hyde_weight) for s in sparse]
+        return dense, sparse
+
+    def _requests(self, queries, limit, author_id, mode, hypothetical, timings, with_payload: bool) -> list[SearchRequest]:
         t0 = time.perf_counter()
-        dense = self.embedder.embed(queries).tolist() if mode != "sparse" else [None] * len(queries)
-        sparse = self.bm25.embed_queries(queries) if mode != "dense" else [None] * len(queries)
+        dense, sparse = self.encode(queries, mode, hypothetical)
         timings["embedding"] = (time.perf_counter() - t0) * 1000
-        t1 = time.perf_counter()
-        requests = [
+        return [
             SearchRequest(
                 limit=limit,
                 mode=mode,
@@ -136,17 +196,43 @@ class QdrantHybridRetriever:
                 prefetch_limit=max(self.prefetch_limit, limit),
                 rrf_k=self.rrf_k,
                 fusion=self.fusion,  # type: ignore[arg-type]
+                with_payload=with_payload,
             )
             for d, s in zip(dense, sparse)
         ]
 
-        def search(collection: str) -> list[list[EmbeddedChunk]]:
-            return [[hit_to_chunk(h, collection) for h in hits] for hits in self.store.query_batch(collection, requests)]
-
+    def _query_all(self, requests: list[SearchRequest]) -> list[list[list[Hit]]]:
+        """One batch per collection: [collection][query] -> hits."""
         if self._pool is not None and len(self.collections) > 1:
-            by_collection = list(self._pool.map(search, self.collections))
+            return list(self._pool.map(lambda c: self.store.query_batch(c, requests), self.collections))
+        return [self.store.query_batch(collection, requests) for collection in self.collections]
+
+    def search_each(
+        self,
+        queries: list[str],
+        limit: int,
+        author_id: str | None = None,
+        mode: SearchMode | None = None,
+        hypotheticals: list[str | None] | None = None,
+    ) -> tuple[list[list[EmbeddedChunk]], dict[str, float]]:
+        """Per-query results with payloads (all collections merged, best first), for evaluation.
+
+        ``hypotheticals`` gives each query its own HyDE passage (or None)."""
+        mode = mode or self.mode
+        timings: dict[str, float] = {"embedding": 0.0}
+        if hypotheticals is None or not any(hypotheticals):
+            requests = self._requests(queries, limit, author_id, mode, None, timings, with_payload=True)
         else:
-            by_collection = [search(collection) for collection in self.collections]
+            requests = []
+            for query, passage in zip(queries, hypotheticals, strict=True):
+                step: dict[str, float] = {}
+                requests += self._requests([query], limit, author_id, mode, passage, step, with_payload=True)
+                timings["embedding"] += step["embedding"]
+        t1 = time.perf_counter()
+        by_collection = [
+            [[hit_to_chunk(h, collection) for h in hits] for hits in results]
+            for collection, results in zip(self.collections, self._query_all(requests))
+        ]
         per_query = [
             sorted((c for results in by_collection for c in results[i]), key=lambda c: c.score, reverse=True)
             for i in range(len(queries))

@@ -45,3 +45,4 @@ class RetrievalResult:
     rerank: str
     timings_ms: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    hypothetical_document: str | None = None  # the HyDE passage, when HyDE ran

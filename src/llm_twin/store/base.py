@@ -34,6 +34,8 @@ class SearchRequest:
     prefetch_limit: int = 50
     rrf_k: int = 60
     fusion: Literal["rrf", "dbsf"] = "rrf"
+    #: False returns ids and scores only; the retriever then fetches payloads for the final k alone.
+    with_payload: bool = True
 
 
 @dataclass
@@ -55,6 +57,10 @@ class VectorStore(Protocol):
     def count(self, collection: str) -> int: ...
 
     def query_batch(self, collection: str, requests: list[SearchRequest]) -> list[list[Hit]]: ...
+
+    def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Payloads by point id (ids that do not exist are left out)."""
+        ...
 
     def optimize(self) -> None: ...
 

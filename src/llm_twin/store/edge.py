@@ -160,7 +160,13 @@ class EdgeVectorStore:
                 ],
                 query=Fusion.Rrf(k=r.rrf_k) if r.fusion == "rrf" else Fusion.Dbsf(),
                 filter=flt,
-                with_payload=True,
+                with_payload=r.with_payload,
             )
         query = dense if r.mode == "dense" else sparse
-        return QueryRequest(limit=r.limit, query=query, filter=flt, with_payload=True)
+        return QueryRequest(limit=r.limit, query=query, filter=flt, with_payload=r.with_payload)
+
+    def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        records = self._open(collection, None).retrieve(list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): dict(r.payload or {}) for r in records}

@@ -126,11 +126,17 @@ class QdrantServerStore:
                 ),
                 filter=flt,
                 limit=r.limit,
-                with_payload=True,
+                with_payload=r.with_payload,
             )
         if r.mode == "dense":
-            return models.QueryRequest(query=r.dense, using=DENSE, filter=flt, limit=r.limit, with_payload=True)
-        return models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=r.limit, with_payload=True)
+            return models.QueryRequest(query=r.dense, using=DENSE, filter=flt, limit=r.limit, with_payload=r.with_payload)
+        return models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=r.limit, with_payload=r.with_payload)
+
+    def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        records = self._call(self.client.retrieve, collection, ids=list(ids), with_payload=True, with_vectors=False)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,60 @@
+"""Dynamic int8 quantization of an ONNX encoder, built once and cached next to the other models.
+
+The packaged all-MiniLM-L6-v2 stores int8 weights behind Cast/Mul nodes: ONNX Runtime folds them
+back to fp32 at load and runs fp32 MatMuls. Re-quantizing it dynamically (int8 weights per output
+channel, uint8 activations per call) runs MatMulInteger on the CPU's int8 units instead: measured
+here 1.9x faster for a batch of three queries, cosine 0.994 to the fp32 output on demo chunks
+(per-tensor weights were faster still but only 0.94, so per-channel it is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+SUFFIX = "int8-dynamic"
+_QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear", "QAttention"}
+
+
+def file_digest(path: Path, length: int = 12) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def is_dynamically_quantized(model: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    return any(node.op_type in _QUANTIZED_OPS for node in graph.node)
+
+
+def dynamic_int8_path(source: Path, cache_dir: Path) -> Path:
+    """Where the quantized copy of ``source`` lives: keyed by the source's content, not its path."""
+    return Path(cache_dir) / f"{Path(source).stem}-{file_digest(source)}-{SUFFIX}.onnx"
+
+
+def ensure_dynamic_int8(source: Path, cache_dir: Path) -> Path:
+    """The cached dynamic-int8 model for ``source``, built on first use (atomic: safe across processes)."""
+    target = dynamic_int8_path(source, cache_dir)
+    if target.is_file():
+        return target
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantize-") as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        # Basic optimisation folds the Cast/Mul weight dequantisation into plain fp32 initialisers.
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        staged = Path(tmp) / "quantized.onnx"
+        quantize_dynamic(str(folded), str(staged), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(staged, target)
+    return target

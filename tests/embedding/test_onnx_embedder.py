@@ -1,0 +1,44 @@
+"""The ONNX embedder: the dynamic int8 copy (built once, cached by content) against the packaged model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.embedding.quantize import dynamic_int8_path, is_dynamically_quantized
+from llm_twin.models import resolve_embedding_model
+
+TEXTS = [
+    "Structural pattern matching adds the match statement to Python.",
+    "Type hints let static checkers verify function signatures.",
+    "Packaging wheels with pip and setuptools.",
+]
+
+
+def test_int8_dynamic_is_built_once_and_named(tmp_path):
+    embedder = OnnxSentenceEmbedder(cache_dir=tmp_path)
+    embedder.warm_up()
+    packaged = resolve_embedding_model("sentence-transformers/all-MiniLM-L6-v2").model
+    built = dynamic_int8_path(packaged, tmp_path)
+    assert built.is_file() and is_dynamically_quantized(built)
+    assert not is_dynamically_quantized(packaged)
+    assert embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2@int8-dynamic"
+    stamp = built.stat().st_mtime_ns
+    again = OnnxSentenceEmbedder(cache_dir=tmp_path)
+    again.warm_up()
+    assert built.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".quantize-")]  # no leftovers
+
+
+def test_int8_dynamic_agrees_with_the_packaged_model(tmp_path):
+    fast = OnnxSentenceEmbedder(cache_dir=tmp_path).embed(TEXTS)
+    exact = OnnxSentenceEmbedder(precision="as-is").embed(TEXTS)
+    assert OnnxSentenceEmbedder(precision="as-is").model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert fast.shape == exact.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosine = (fast * exact).sum(axis=1)
+    assert cosine.min() > 0.98
+    # Same ranking of the texts for a query under both.
+    q_fast = OnnxSentenceEmbedder(cache_dir=tmp_path).embed(["how do I build a wheel"])[0]
+    q_exact = OnnxSentenceEmbedder(precision="as-is").embed(["how do I build a wheel"])[0]
+    assert np.argsort(fast @ q_fast).tolist() == np.argsort(exact @ q_exact).tolist()
