@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     )
     hyde_weight: float = Field(default=0.5, gt=0.0, le=2.0, description="Weight of the HyDE passage against the query.")
     hyde_max_new_tokens: int = Field(default=96, ge=16, le=512)
+    hyde_instruction: str | None = Field(
+        default=None,
+        description="Instruction for the HyDE passage (default: a generic one); with {query} it is the whole prompt.",
+    )
 
     # --- helper LLM (query expansion, self-query extraction) ------------------------------------
     helper_llm_backend: Literal["llama-cpp", "openai", "none"] = "llama-cpp"
@@ -141,7 +145,7 @@ class Settings(BaseSettings):
     opik_project: str = "llm-twin"
 
     @field_validator("qdrant_url", "llm_base_url", "helper_llm_base_url", "rerank_model", "sagemaker_role_arn",
-                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", mode="before")
+                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", "hyde_instruction", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -60,3 +60,25 @@ def test_eval_cli_bad_options(tiny_beir, tmp_path, monkeypatch):
     assert "--mode" in runner.invoke(app, ["eval", "retrieval", "--mode", "fancy"]).stderr
     assert "--dataset" in runner.invoke(app, ["eval", "retrieval", "--dataset", str(tmp_path)]).stderr
     assert runner.invoke(app, ["eval", "retrieval", "--limit", "0"]).exit_code == 2
+
+
+@pytest.mark.slow
+def test_eval_cli_with_hyde_on_the_real_small_model(tiny_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LLM_TWIN_LLM_MODEL", "smollm2-135m-instruct")  # the helper shares the generation GGUF
+    args = ["eval", "retrieval", "--dataset", str(tiny_beir), "--fusion", "dbsf", "--hyde", "--json",
+            "--hyde-instruction", "Write a scientific abstract about: {query}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["hyde"] is True and metrics["fusion"] == "dbsf" and metrics["queries"] == 4
+    assert metrics["seconds"]["hyde"] > 0 and not metrics["warnings"]
+    assert metrics["recall@100"] == 1.0 and metrics["ndcg@10"] >= 0.7
+
+
+def test_eval_cli_hyde_without_a_helper_is_a_clear_error(tiny_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LLM_TWIN_HELPER_LLM_BACKEND", "none")
+    result = CliRunner().invoke(app, ["eval", "retrieval", "--dataset", str(tiny_beir), "--hyde", "--limit", "1"])
+    assert result.exit_code == 1
+    assert "--hyde needs a helper LLM" in result.stderr

@@ -114,3 +114,14 @@ def test_pipeline_hyde_failure_is_a_warning_not_an_error(hyde_pipeline):
     assert result.hypothetical_document is None
     assert result.chunks
     assert any("HyDE passage failed" in w for w in result.warnings)
+
+
+def test_instruction_with_placeholder_is_the_whole_prompt():
+    llm = FakeLLM(PASSAGE)
+    writer = HypotheticalDocumentWriter(llm, instruction="Write a scientific passage.\nClaim: {query}\nPassage:")
+    assert writer.run("Vitamin D lowers risk").passage == PASSAGE
+    messages, _ = llm.calls[0]
+    assert messages == [{"role": "user", "content": "Write a scientific passage.\nClaim: Vitamin D lowers risk\nPassage:"}]
+    plain = HypotheticalDocumentWriter(llm, instruction="Answer in the style of a PEP.")
+    assert [m["role"] for m in plain.messages("q")] == ["system", "user"]
+    assert plain.messages("q")[0]["content"] == "Answer in the style of a PEP."

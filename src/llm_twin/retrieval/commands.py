@@ -114,6 +114,7 @@ def eval_retrieval(
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="Hybrid fusion: rrf | dbsf (default: LLM_TWIN_FUSION).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
     hyde: Annotated[bool, typer.Option("--hyde", help="Blend a HyDE passage from the helper LLM into each query (slow on CPU).")] = False,
+    hyde_instruction: Annotated[Optional[str], typer.Option("--hyde-instruction", help="Instruction for the HyDE passage; {query} marks the question (default: LLM_TWIN_HYDE_INSTRUCTION or a generic one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
@@ -128,7 +129,8 @@ def eval_retrieval(
     if limit is not None and limit < 1:
         raise _fail("--limit: must be at least 1")
     try:
-        settings = load_settings(**({"fusion": fusion} if fusion else {}))
+        overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction}
+        settings = load_settings(**{key: value for key, value in overrides.items() if value is not None})
         result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde)
     except DatasetError as error:
         raise _fail(f"--dataset: {error}") from None

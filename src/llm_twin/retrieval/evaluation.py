@@ -265,7 +265,9 @@ def run_eval(
             if helper is None:
                 raise ValueError("--hyde needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none)")
             # Offline evaluation waits longer than a request would: a slow CPU is not a failure here.
-            writer = HypotheticalDocumentWriter(helper, local.hyde_max_new_tokens, max(local.helper_llm_timeout_s, 120.0))
+            writer = HypotheticalDocumentWriter(
+                helper, local.hyde_max_new_tokens, max(local.helper_llm_timeout_s, 120.0), local.hyde_instruction
+            )
             writer.warm_up()
             if passage_cache is not None:
                 writer = _MemoWriter(writer, passage_cache)

@@ -2,10 +2,11 @@
 
 The passage carries the vocabulary a relevant document would use (Gao et al., 2022; query2doc does
 the same for BM25). The retriever blends it into every query: dense = normalise(e(q) + w * e(p)),
-BM25 = q's terms + w * p's terms. Measured on SciFact (benchmarks/results/retrieval.md) it is
-the best configuration here; it costs one helper-LLM call per question, so it is opt-in
-(``LLM_TWIN_HYDE=true``). Failures and timeouts never fail retrieval: the search runs on the
-queries alone and the result says why.
+BM25 = q's terms + w * p's terms. With the local Qwen2.5-Coder-1.5B it did not help on SciFact
+(benchmarks/results/retrieval.md: slightly below hybrid DBSF without it), and it costs one
+helper-LLM call per question, so it is opt-in (``LLM_TWIN_HYDE=true``), meant for a stronger
+hosted helper. Failures and timeouts never fail retrieval: the search runs on the queries alone
+and the result says why.
 """
 
 from __future__ import annotations
@@ -41,10 +42,24 @@ def clean_passage(text: str, max_chars: int = 1200) -> str:
 class HypotheticalDocumentWriter:
     """Haystack-style component: ``run(query)`` -> ``HydeResult`` (one helper-LLM call)."""
 
-    def __init__(self, llm: LLMClient | None, max_new_tokens: int = 96, timeout_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        llm: LLMClient | None,
+        max_new_tokens: int = 96,
+        timeout_s: float = 20.0,
+        instruction: str | None = None,
+    ) -> None:
         self.llm = llm
         self.max_new_tokens = max_new_tokens
         self.timeout_s = timeout_s
+        # A domain instruction helps (the HyDE paper writes one per task). With a "{query}"
+        # placeholder it is the whole user message; otherwise it is the system message.
+        self.instruction = instruction or HYDE_SYSTEM
+
+    def messages(self, query: str) -> list[ChatMessage]:
+        if "{query}" in self.instruction:
+            return [{"role": "user", "content": self.instruction.replace("{query}", query)}]
+        return [{"role": "system", "content": self.instruction}, {"role": "user", "content": query}]
 
     def warm_up(self) -> None:
         if self.llm is not None:
@@ -54,10 +69,7 @@ class HypotheticalDocumentWriter:
         if self.llm is None:
             return HydeResult(None, "HyDE needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none); searched without it")
         llm = self.llm
-        messages: list[ChatMessage] = [
-            {"role": "system", "content": HYDE_SYSTEM},
-            {"role": "user", "content": query},
-        ]
+        messages = self.messages(query)
         # Greedy: the passage should be the model's most typical wording, and reproducible.
         params = GenerationParams(max_new_tokens=self.max_new_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.1)
         try:

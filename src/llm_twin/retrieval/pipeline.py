@@ -45,7 +45,9 @@ class RetrievalPipeline:
         self.self_query = SelfQuery.from_settings(settings, helper_llm)
         self.expander = QueryExpander(helper_llm, settings.expand_max, settings.helper_llm_timeout_s)
         self.hyde = (
-            HypotheticalDocumentWriter(helper_llm, settings.hyde_max_new_tokens, settings.helper_llm_timeout_s)
+            HypotheticalDocumentWriter(
+                helper_llm, settings.hyde_max_new_tokens, settings.helper_llm_timeout_s, settings.hyde_instruction
+            )
             if settings.hyde
             else None
         )
