@@ -70,14 +70,11 @@ class OnnxSentenceEmbedder:
 
             files = resolve_embedding_model(self.model)
             if self.precision == "int8-dynamic":
-                from llm_twin.embedding.quantize import SUFFIX, ensure_dynamic_int8, is_dynamically_quantized
+                from llm_twin.embedding.quantize import SUFFIX, dynamic_int8_model
 
-                if not is_dynamically_quantized(files.model):
-                    files = OnnxModelFiles(
-                        model=ensure_dynamic_int8(files.model, self.cache_dir),
-                        tokenizer=files.tokenizer,
-                        model_id=f"{files.model_id}@{SUFFIX}",
-                    )
+                quantized = dynamic_int8_model(files.model, self.cache_dir)
+                if quantized is not None:
+                    files = OnnxModelFiles(model=quantized, tokenizer=files.tokenizer, model_id=f"{files.model_id}@{SUFFIX}")
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads or os.cpu_count() or 1
             options.inter_op_num_threads = 1

@@ -38,6 +38,17 @@ def dynamic_int8_path(source: Path, cache_dir: Path) -> Path:
     return Path(cache_dir) / f"{Path(source).stem}-{file_digest(source)}-{SUFFIX}.onnx"
 
 
+def dynamic_int8_model(source: Path, cache_dir: Path) -> Path | None:
+    """The cached dynamic-int8 copy of ``source`` (built on first use), or None when ``source`` is
+    already dynamically quantized. A cache hit skips reading the graph: start-up stays cheap."""
+    target = dynamic_int8_path(source, cache_dir)
+    if target.is_file():
+        return target
+    if is_dynamically_quantized(source):
+        return None
+    return ensure_dynamic_int8(source, cache_dir)
+
+
 def ensure_dynamic_int8(source: Path, cache_dir: Path) -> Path:
     """The cached dynamic-int8 model for ``source``, built on first use (atomic: safe across processes)."""
     target = dynamic_int8_path(source, cache_dir)

@@ -8,6 +8,7 @@ duplicates, and a re-run over unchanged files skips every document by content ha
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -139,8 +140,6 @@ class IngestPipeline:
     def stored_hash(self, doc: Document) -> str:
         """The document's content hash bound to how it was embedded: a new embedding model or
         precision, or other chunking settings, make every document "changed" on the next ingest."""
-        import hashlib
-
         s = self.settings
         recipe = f"{self.embedder.model_id}|{s.chunk_tokens}|{s.chunk_overlap_tokens}|{s.max_seq_tokens}|{s.bm25_avg_len}"
         return hashlib.sha256(f"{doc.content_hash}|{recipe}".encode()).hexdigest()
