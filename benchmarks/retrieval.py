@@ -67,12 +67,16 @@ def latency(data_dir: Path, rounds: int) -> dict:
     bm25 = Bm25SparseEncoder(avg_len=settings.bm25_avg_len)
     retriever = QdrantHybridRetriever(store, embedder, bm25, collections, mode="hybrid", rrf_k=settings.rrf_k)
     retriever.warm_up()
+    # The reference ran its embedder in fp32; "as-is" runs the packaged model with fp32 MatMuls
+    # (through ONNX Runtime, so still faster than the reference's torch). Reported beside, not as the target.
+    fp32 = OnnxSentenceEmbedder.from_settings(settings.model_copy(update={"embedding_precision": "as-is"}))
+    fp32.warm_up()
     k = settings.k
 
     def ours(queries):
         retriever.run(list(queries), k)
 
-    def reference(queries):
+    def reference(queries, embedder=embedder):
         limit = max(1, k // len(collections))
         found = {}
         for query in queries:
@@ -83,13 +87,17 @@ def latency(data_dir: Path, rounds: int) -> dict:
                     found[hit.id] = hit
         return sorted(found.values(), key=lambda h: h.score, reverse=True)[:k]
 
-    for q in QUESTIONS[:3]:  # warm caches for both
-        ours(q)
-        reference(q)
-    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    def reference_fp32(queries):
+        return reference(queries, fp32)
+
+    paths = (("ours", ours), ("reference", reference), ("reference_fp32", reference_fp32))
+    for q in QUESTIONS[:3]:  # warm caches for all
+        for _, fn in paths:
+            fn(q)
+    times: dict[str, list[float]] = {name: [] for name, _ in paths}
     for _ in range(rounds):
-        for q in QUESTIONS:  # interleaved, so noise hits both alike
-            for name, fn in (("ours", ours), ("reference", reference)):
+        for q in QUESTIONS:  # interleaved, so noise hits all alike
+            for name, fn in paths:
                 t0 = time.perf_counter()
                 fn(q)
                 times[name].append((time.perf_counter() - t0) * 1000)
@@ -100,8 +108,15 @@ def latency(data_dir: Path, rounds: int) -> dict:
         for name, v in times.items()
     }
     summary["speedup_p50"] = round(summary["reference"]["p50_ms"] / summary["ours"]["p50_ms"], 2)
+    summary["speedup_p50_vs_fp32"] = round(summary["reference_fp32"]["p50_ms"] / summary["ours"]["p50_ms"], 2)
+    # Per question and round, the two paths ran back to back: the median of those ratios is less
+    # sensitive to a noisy stretch than the ratio of two medians.
+    pairs = [r / o for r, o in zip(times["reference"], times["ours"])]
+    summary["speedup_paired_median"] = round(statistics.median(pairs), 2)
     summary["queries_per_request"] = 3
     summary["embedder"] = embedder.model_id
+    summary["embedder_fp32"] = fp32.model_id
+    summary["thread_spinning"] = settings.embedding_thread_spinning
     summary["k"] = k
     return summary
 
@@ -218,7 +233,10 @@ def main() -> int:
     lat = result["latency"]
     md.append(f"| retrieval stage, ours (3 queries, 3 collections, k={lat['k']}) p50 / p95 | {lat['ours']['p50_ms']} / {lat['ours']['p95_ms']} ms | p50 <= 10 ms |")
     md.append(f"| retrieval stage, reference way p50 / p95 | {lat['reference']['p50_ms']} / {lat['reference']['p95_ms']} ms | |")
-    md.append(f"| speed-up (p50) | {lat['speedup_p50']}x | >= 1.5x |")
+    md.append(f"| speed-up (p50; median of paired ratios) | {lat['speedup_p50']}x ({lat['speedup_paired_median']}x) | >= 1.5x |")
+    fp = lat["reference_fp32"]
+    md.append(f"| reference way with an fp32 embedder (the reference's precision) p50 / p95 | {fp['p50_ms']} / {fp['p95_ms']} ms | |")
+    md.append(f"| speed-up over that (p50) | {lat['speedup_p50_vs_fp32']}x | |")
     for name, cost in result["rerank_cost"].items():
         md.append(f"| rerank cost, {name} | {cost['ms_per_candidate']} ms/candidate | |")
     (RESULTS / "retrieval.md").write_text("\n".join(md) + "\n")

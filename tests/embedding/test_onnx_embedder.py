@@ -42,3 +42,18 @@ def test_int8_dynamic_agrees_with_the_packaged_model(tmp_path):
     q_fast = OnnxSentenceEmbedder(cache_dir=tmp_path).embed(["how do I build a wheel"])[0]
     q_exact = OnnxSentenceEmbedder(precision="as-is").embed(["how do I build a wheel"])[0]
     assert np.argsort(fast @ q_fast).tolist() == np.argsort(exact @ q_exact).tolist()
+
+
+def test_thread_spinning_is_off_unless_asked(tmp_path):
+    from llm_twin.settings import Settings
+
+    def spinning(embedder: OnnxSentenceEmbedder) -> str:
+        embedder.warm_up()
+        return embedder._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    default = OnnxSentenceEmbedder.from_settings(Settings(data_dir=tmp_path))
+    assert default.thread_spinning is False and spinning(default) == "0"
+    spinning_on = OnnxSentenceEmbedder.from_settings(Settings(data_dir=tmp_path, embedding_thread_spinning=True))
+    assert spinning(spinning_on) == "1"
+    # Same model, same vectors: spinning is a scheduling choice only.
+    assert np.allclose(default.embed(TEXTS), spinning_on.embed(TEXTS), atol=1e-6)

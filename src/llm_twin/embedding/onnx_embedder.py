@@ -22,6 +22,7 @@ class OnnxSentenceEmbedder:
     ``precision="int8-dynamic"`` (the default) runs a dynamically quantized copy of the model,
     built once into ``cache_dir``; ``"as-is"`` runs the given ONNX file unchanged. The two give
     slightly different vectors, so ``model_id`` names the precision and ingest re-embeds on a change.
+    ``thread_spinning`` lets ONNX Runtime's idle workers busy-wait for the next call (off by default).
     """
 
     def __init__(
@@ -32,12 +33,14 @@ class OnnxSentenceEmbedder:
         threads: int | None = None,
         precision: Precision = "int8-dynamic",
         cache_dir: Path | None = None,
+        thread_spinning: bool = False,
     ) -> None:
         self.model = model
         self.max_seq_tokens = max_seq_tokens
         self.batch_size = batch_size
         self.threads = threads
         self.precision = precision
+        self.thread_spinning = thread_spinning
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self._files: OnnxModelFiles | None = None
         self._session = None
@@ -55,6 +58,7 @@ class OnnxSentenceEmbedder:
             settings.embedding_threads,
             precision=settings.embedding_precision,
             cache_dir=settings.models_dir / "embeddings",
+            thread_spinning=settings.embedding_thread_spinning,
         )
 
     @property
@@ -78,6 +82,8 @@ class OnnxSentenceEmbedder:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads or os.cpu_count() or 1
             options.inter_op_num_threads = 1
+            # Spinning workers keep a core busy after each call; the engine's search threads need it next.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.thread_spinning else "0")
             session = ort.InferenceSession(str(files.model), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(files.tokenizer))
             tokenizer.enable_truncation(max_length=self.max_seq_tokens)
