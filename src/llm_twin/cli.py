@@ -1,4 +1,4 @@
-"""`llm-twin` command line: ingest | retrieve | ask | serve | eval | deploy | undeploy.
+"""`llm-twin` command line: ingest | retrieve | ask | serve | eval | deploy | undeploy | train.
 
 Each area registers its own commands (``<area>/commands.py``); this module only wires them up.
 """
@@ -19,7 +19,7 @@ app = typer.Typer(
 eval_app = typer.Typer(help="Evaluate parts of the pipeline.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-for _area in ("ingest", "retrieval", "api", "deploy"):
+for _area in ("ingest", "retrieval", "api", "deploy", "training"):
     try:
         _module = importlib.import_module(f"llm_twin.{_area}.commands")
     except ModuleNotFoundError as _error:  # an area not built yet must not break the others

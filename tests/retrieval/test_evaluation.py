@@ -5,28 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from corpus_support import write_tiny_beir
 from typer.testing import CliRunner
 
 from llm_twin.cli import app
-from llm_twin.retrieval.evaluation import DatasetError, load_beir
-from llm_twin.settings import SHARED_DIR
-
-SCIFACT = SHARED_DIR / "data" / "scifact"
+from llm_twin.retrieval.evaluation import DatasetError, eval_settings, load_beir
+from llm_twin.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def tiny_beir(tmp_path_factory):
     """12 documents; each query is a document's title, relevant to that document only."""
-    root = tmp_path_factory.mktemp("tiny_beir")
-    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
-        docs = [json.loads(next(handle)) for _ in range(12)]
-    (root / "qrels").mkdir()
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
-    queries = [{"_id": f"q{i}", "text": d["title"]} for i, d in enumerate(docs[:4])]
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-    rows = ["query-id\tcorpus-id\tscore"] + [f"q{i}\t{d['_id']}\t1" for i, d in enumerate(docs[:4])]
-    (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return root
+    return write_tiny_beir(tmp_path_factory.mktemp("tiny_beir") / "tiny")
 
 
 def test_load_beir(tiny_beir):
@@ -48,7 +38,8 @@ def test_eval_cli_scores_titles_as_queries(tiny_beir, tmp_path, monkeypatch):
         result = runner.invoke(app, ["eval", "retrieval", "--dataset", str(tiny_beir), "--mode", mode, "--json"])
         assert result.exit_code == 0, result.stderr
         metrics = json.loads(result.stdout)
-        assert metrics["queries"] == 4 and metrics["mode"] == mode
+        assert metrics["queries"] == 4 and metrics["mode"] == mode and metrics["split"] == "test"
+        assert metrics["embedding_model"].startswith("sentence-transformers/all-MiniLM-L6-v2")
         # A title finds its own abstract first: near-perfect on this easy set.
         assert metrics["ndcg@10"] >= 0.9 and metrics["recall@100"] == 1.0
     assert (tmp_path / "data" / "eval" / tiny_beir.name / "vectors").is_dir()
@@ -82,3 +73,24 @@ def test_eval_cli_hyde_without_a_helper_is_a_clear_error(tiny_beir, tmp_path, mo
     result = CliRunner().invoke(app, ["eval", "retrieval", "--dataset", str(tiny_beir), "--hyde", "--limit", "1"])
     assert result.exit_code == 1
     assert "--hyde needs a helper LLM" in result.stderr
+
+
+def test_another_embedder_gets_its_own_eval_store(tmp_path):
+    settings = load_settings(data_dir=tmp_path)
+    default = eval_settings(settings, "scifact")
+    tuned = eval_settings(settings.model_copy(update={"embedding_model": str(tmp_path / "minilm-tuned")}), "scifact")
+    other = eval_settings(settings.model_copy(update={"embedding_model": str(tmp_path / "b" / "minilm-tuned")}), "scifact")
+    assert default.data_dir == tmp_path / "eval" / "scifact"
+    assert tuned.data_dir.parent == default.data_dir.parent and tuned.data_dir.name.startswith("scifact@minilm-tuned-")
+    assert other.data_dir != tuned.data_dir  # same folder name elsewhere: not the same store
+    assert tuned.qdrant_url is None
+
+
+def test_eval_cli_split_errors(tiny_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["eval", "retrieval", "--dataset", str(tiny_beir), "--split", "dev"])
+    assert missing.exit_code == 2 and "no qrels/dev.tsv (it has: test)" in " ".join(missing.stderr.split())
+    odd = runner.invoke(app, ["eval", "retrieval", "--dataset", str(tiny_beir), "--split", "../test"])
+    assert odd.exit_code == 2 and "--split" in odd.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was ingested

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -115,6 +116,8 @@ def eval_retrieval(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
     hyde: Annotated[bool, typer.Option("--hyde", help="Blend a HyDE passage from the helper LLM into each query (slow on CPU).")] = False,
     hyde_instruction: Annotated[Optional[str], typer.Option("--hyde-instruction", help="Instruction for the HyDE passage; {query} marks the question (default: LLM_TWIN_HYDE_INSTRUCTION or a generic one).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Which qrels to score: test, train or dev (qrels/<split>.tsv).")] = "test",
+    embedding_model: Annotated[Optional[str], typer.Option("--embedding-model", help="Evaluate another embedder (a local ONNX model directory); it gets its own eval store.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
@@ -128,10 +131,15 @@ def eval_retrieval(
         raise _fail("--fusion: must be rrf or dbsf")
     if limit is not None and limit < 1:
         raise _fail("--limit: must be at least 1")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
+        raise _fail("--split: a qrels file name such as test, train or dev")
+    if (dataset / "corpus.jsonl").is_file() and not (dataset / "qrels" / f"{split}.tsv").is_file():
+        have = sorted(p.stem for p in (dataset / "qrels").glob("*.tsv"))
+        raise _fail(f"--split: {dataset} has no qrels/{split}.tsv (it has: {', '.join(have) or 'none'})")
     try:
-        overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction}
+        overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction, "embedding_model": embedding_model}
         settings = load_settings(**{key: value for key, value in overrides.items() if value is not None})
-        result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde)
+        result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde, split=split)
     except DatasetError as error:
         raise _fail(f"--dataset: {error}") from None
     except USER_ERRORS as error:

@@ -7,8 +7,10 @@ ingest pipeline, and reused: a second run skips every unchanged document by cont
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +75,19 @@ def load_beir(directory: Path, split: str = "test") -> BeirDataset:
 
 
 def eval_settings(settings: Settings, dataset_name: str) -> Settings:
-    return settings.model_copy(update={"data_dir": settings.data_dir / "eval" / dataset_name, "qdrant_url": None})
+    """The dataset's own data dir. Another embedder gets its own dir (``<name>@<model dir name>``),
+    so comparing embedders does not re-embed the default one's store back and forth."""
+    from llm_twin.models import EMBEDDING_ALIASES
+
+    model = settings.embedding_model
+    name = dataset_name if model.lower() in EMBEDDING_ALIASES else f"{dataset_name}@{_slug(model)}"
+    return settings.model_copy(update={"data_dir": settings.data_dir / "eval" / name, "qdrant_url": None})
+
+
+def _slug(model: str) -> str:
+    tail = Path(model).expanduser().name or "model"
+    digest = hashlib.sha256(str(Path(model).expanduser().resolve()).encode()).hexdigest()[:8]
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail) + f"-{digest}"
 
 
 def ensure_ingested(settings: Settings, dataset: BeirDataset) -> dict[str, float]:
@@ -121,10 +135,14 @@ class EvalResult:
     seconds: dict[str, float] = field(default_factory=dict)
     hyde: bool = False
     warnings: list[str] = field(default_factory=list)
+    split: str = "test"
+    embedding_model: str = ""
 
     def as_dict(self) -> dict:
         return {
             "dataset": self.dataset,
+            "split": self.split,
+            "embedding_model": self.embedding_model,
             "mode": self.mode,
             "rerank": self.rerank,
             "fusion": self.fusion,
@@ -222,17 +240,14 @@ def run_eval(
     progress: bool = False,
     hyde: bool = False,
     passage_cache: dict | None = None,
+    split: str = "test",
 ) -> EvalResult:
-    """The `llm-twin eval retrieval` flow: load, ingest once, search the test queries, score."""
+    """The `llm-twin eval retrieval` flow: load, ingest once, search the ``split`` queries, score."""
     import sys
 
-    from llm_twin.embedding.bm25 import Bm25SparseEncoder
-    from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
     from llm_twin.retrieval.rerank import build_reranker
-    from llm_twin.retrieval.search import QdrantHybridRetriever
-    from llm_twin.store import open_store
 
-    dataset = load_beir(dataset_dir)
+    dataset = load_beir(dataset_dir, split)
     local = eval_settings(settings, dataset.name).model_copy(update={"rerank_backend": rerank})
     if progress:
         print(f"ingesting {len(dataset.corpus)} documents into {local.data_dir} (skipped when present)…", file=sys.stderr)
@@ -244,20 +259,7 @@ def run_eval(
         helper = build_helper_llm(local)
     reranker = build_reranker(local, helper)
     reranker.warm_up()
-    store = open_store(local)
-    try:
-        store.open_existing([local.collection_articles])
-        retriever = QdrantHybridRetriever(
-            store,
-            OnnxSentenceEmbedder.from_settings(local),
-            Bm25SparseEncoder(avg_len=local.bm25_avg_len),
-            [local.collection_articles],
-            mode=mode,  # type: ignore[arg-type]
-            prefetch_limit=max(local.prefetch_limit, 300),
-            rrf_k=local.rrf_k,
-            fusion=local.fusion,
-            hyde_weight=local.hyde_weight,
-        )
+    with eval_retriever(local, mode) as retriever:
         writer = None
         if hyde:
             from llm_twin.retrieval.hyde import HypotheticalDocumentWriter
@@ -271,8 +273,34 @@ def run_eval(
             writer.warm_up()
             if passage_cache is not None:
                 writer = _MemoWriter(writer, passage_cache)
-        return evaluate_retrieval(
+        result = evaluate_retrieval(
             retriever, reranker, dataset, mode, limit=limit, rerank_top_n=local.rerank_top_n, hyde=writer
+        )
+        result.split, result.embedding_model = split, retriever.embedder.model_id
+        return result
+
+
+@contextmanager
+def eval_retriever(local: Settings, mode: str = "hybrid"):
+    """The retriever over an eval data dir (from ``eval_settings``), its store closed on exit."""
+    from llm_twin.embedding.bm25 import Bm25SparseEncoder
+    from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+    from llm_twin.retrieval.search import QdrantHybridRetriever
+    from llm_twin.store import open_store
+
+    store = open_store(local)
+    try:
+        store.open_existing([local.collection_articles])
+        yield QdrantHybridRetriever(
+            store,
+            OnnxSentenceEmbedder.from_settings(local),
+            Bm25SparseEncoder(avg_len=local.bm25_avg_len),
+            [local.collection_articles],
+            mode=mode,  # type: ignore[arg-type]
+            prefetch_limit=max(local.prefetch_limit, 300),
+            rrf_k=local.rrf_k,
+            fusion=local.fusion,
+            hyde_weight=local.hyde_weight,
         )
     finally:
         store.close()

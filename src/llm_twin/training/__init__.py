@@ -1,0 +1,1 @@
+"""Fine-tuning the retrieval models on labelled (query, relevant document) pairs."""
