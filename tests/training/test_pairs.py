@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llm_twin.domain.documents import Document
-from llm_twin.training.pairs import TrainingPair, build_pairs, document_text, is_dev, read_pairs, write_pairs
+from llm_twin.training.pairs import build_pairs, document_text, is_dev
 
 
 def test_dev_hold_out_is_stable_and_about_the_asked_share():
@@ -27,12 +27,6 @@ def test_pairs_take_negatives_from_the_window_and_never_a_relevant_document():
     assert [(p.query_id, p.positive_id) for p in pairs] == [("q1", "d1"), ("q1", "d2")]
     assert pairs[0].negative_ids == ["n1", "n2"]  # skipped the top 3, dropped d2 and the unknown id
     assert pairs[0].query == "claim one"
-
-
-def test_pairs_round_trip(tmp_path):
-    pairs = [TrainingPair("q", "a claim", "d", ["n1", "n2"])]
-    write_pairs(tmp_path / "pairs.jsonl", pairs)
-    assert read_pairs(tmp_path / "pairs.jsonl") == pairs
 
 
 def test_document_text_matches_what_ingest_embeds():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -121,7 +120,7 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
-    from llm_twin.retrieval.evaluation import DatasetError, run_eval
+    from llm_twin.retrieval.evaluation import DatasetError, SplitNotFoundError, run_eval
 
     if mode not in ("dense", "sparse", "hybrid"):
         raise _fail("--mode: must be dense, sparse or hybrid")
@@ -131,15 +130,12 @@ def eval_retrieval(
         raise _fail("--fusion: must be rrf or dbsf")
     if limit is not None and limit < 1:
         raise _fail("--limit: must be at least 1")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
-        raise _fail("--split: a qrels file name such as test, train or dev")
-    if (dataset / "corpus.jsonl").is_file() and not (dataset / "qrels" / f"{split}.tsv").is_file():
-        have = sorted(p.stem for p in (dataset / "qrels").glob("*.tsv"))
-        raise _fail(f"--split: {dataset} has no qrels/{split}.tsv (it has: {', '.join(have) or 'none'})")
     try:
         overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction, "embedding_model": embedding_model}
         settings = load_settings(**{key: value for key, value in overrides.items() if value is not None})
         result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde, split=split)
+    except SplitNotFoundError as error:
+        raise _fail(f"--split: {error}") from None
     except DatasetError as error:
         raise _fail(f"--dataset: {error}") from None
     except USER_ERRORS as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ class DatasetError(ValueError):
     pass
 
 
+class SplitNotFoundError(DatasetError):
+    """The dataset is there but has no qrels for the asked split."""
+
+
 @dataclass
 class BeirDataset:
     name: str
@@ -35,10 +40,15 @@ class BeirDataset:
 def load_beir(directory: Path, split: str = "test") -> BeirDataset:
     directory = Path(directory)
     corpus_path, queries_path = directory / "corpus.jsonl", directory / "queries.jsonl"
-    qrels_path = directory / "qrels" / f"{split}.tsv"
-    for path in (corpus_path, queries_path, qrels_path):
+    for path in (corpus_path, queries_path):
         if not path.is_file():
             raise DatasetError(f"not a BEIR dataset: {path} is missing")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
+        raise SplitNotFoundError("a qrels file name such as test, train or dev")
+    qrels_path = directory / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        have = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
+        raise SplitNotFoundError(f"{directory} has no qrels/{split}.tsv (it has: {', '.join(have) or 'none'})")
     corpus = []
     with corpus_path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):

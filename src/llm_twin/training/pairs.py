@@ -9,9 +9,7 @@ out as a dev set to check the model on queries it was not trained on.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from llm_twin.domain.documents import Document
 
@@ -59,10 +57,3 @@ def build_pairs(
             pairs.append(TrainingPair(qid, queries[qid], doc, negatives))
     return pairs
 
-
-def write_pairs(path: Path, pairs: list[TrainingPair]) -> None:
-    path.write_text("".join(json.dumps(asdict(p)) + "\n" for p in pairs), encoding="utf-8")
-
-
-def read_pairs(path: Path) -> list[TrainingPair]:
-    return [TrainingPair(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
