@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(default=None, description="Use a Qdrant server instead of the embedded engine.")
     qdrant_api_key: SecretStr | None = None
     qdrant_timeout_s: float = Field(default=10.0, gt=0)
+    dense_quantization: Literal["int8", "none"] = Field(
+        default="int8",
+        description="int8: the HNSW search walks a scalar int8 copy of the dense vectors held in RAM, then rescores "
+        "the candidates with the originals (exact cosines). Applied by the next ingest.",
+    )
+    quantization_oversampling: float = Field(
+        default=2.0, ge=1.0, le=16.0, description="Candidates rescored per result when dense_quantization=int8."
+    )
 
     # --- embedding and chunking ------------------------------------------------------------
     embedding_model: str = Field(

@@ -222,8 +222,9 @@ class IngestPipeline:
                 group, size = [], 0
         if group:
             self._write_group(group, nonempty, report, on_progress)
-        if report.documents_written:
-            self.store.optimize()  # builds HNSW once after the bulk load
+        # Builds HNSW (and the quantized copy) once after the bulk load; with nothing to do it is a
+        # no-op, and it also applies a changed index or quantization setting to an unchanged corpus.
+        self.store.optimize()
         self.registry.refresh_counts()
         report.counts = self.counts()
         report.seconds = time.perf_counter() - started

@@ -12,10 +12,16 @@ def open_store(settings: Settings) -> VectorStore:
         from llm_twin.store.qdrant_server import QdrantServerStore
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantServerStore.connect(settings.qdrant_url, key, settings.qdrant_timeout_s)
+        return QdrantServerStore.connect(
+            settings.qdrant_url,
+            key,
+            settings.qdrant_timeout_s,
+            settings.dense_quantization,
+            settings.quantization_oversampling,
+        )
     from llm_twin.store.edge import EdgeVectorStore
 
-    return EdgeVectorStore(settings.vectors_dir)
+    return EdgeVectorStore(settings.vectors_dir, settings.dense_quantization, settings.quantization_oversampling)
 
 
 __all__ = ["Hit", "SearchRequest", "StoredPoint", "VectorStore", "open_store"]

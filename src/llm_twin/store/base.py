@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 from llm_twin.embedding.bm25 import Sparse
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
+DenseQuantization = Literal["int8", "none"]
 DENSE = "dense"
 SPARSE = "bm25"
 #: Payload fields with a keyword index (filters stay fast as collections grow).

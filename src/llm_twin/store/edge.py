@@ -20,15 +20,19 @@ from qdrant_edge import (
     PayloadSchemaType,
     Point,
     Prefetch,
+    QuantizationSearchParams,
     Query,
     QueryBatchRequest,
     QueryRequest,
+    ScalarQuantizationConfig,
+    ScalarType,
+    SearchParams,
     SparseVector,
     UpdateOperation,
 )
 
 from llm_twin.errors import StoreLockedError, StoreUnavailableError
-from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, Hit, SearchRequest, StoredPoint
+from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
 
 
 def _author_filter(author_id: str | None) -> Filter | None:
@@ -38,12 +42,27 @@ def _author_filter(author_id: str | None) -> Filter | None:
 
 
 class EdgeVectorStore:
+    """One qdrant-edge shard per collection.
+
+    ``quantization="int8"`` keeps a scalar int8 copy of the dense vectors in RAM for the HNSW walk;
+    the candidates (``oversampling`` times the limit) are rescored with the original vectors, so
+    scores stay exact cosines. The write path (``ensure_collections``) applies the setting to
+    existing shards too, and the next ``optimize()`` builds the copy; the read path never rewrites
+    a shard. ``"none"`` makes searches ignore a copy built earlier.
+    """
+
     backend = "embedded"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, quantization: DenseQuantization = "int8", oversampling: float = 2.0) -> None:
         self.directory = Path(directory)
+        self.quantization = quantization
         self._shards: dict[str, EdgeShard] = {}
         self._lock = threading.Lock()
+        if quantization == "int8":
+            quantized = QuantizationSearchParams(rescore=True, oversampling=oversampling)
+        else:
+            quantized = QuantizationSearchParams(ignore=True)
+        self._dense_params = SearchParams(quantization=quantized)
 
     # --- lifecycle ----------------------------------------------------------------------
     def _open(self, name: str, dimension: int | None) -> EdgeShard:
@@ -53,7 +72,9 @@ class EdgeVectorStore:
             path = self.directory / name
             try:
                 if path.exists() and any(path.iterdir()):
-                    shard = EdgeShard.load(str(path))
+                    # With a dimension this is the write path: the stored config is brought up to
+                    # date (compatibility is checked by the engine); reads load the shard as it is.
+                    shard = EdgeShard.load(str(path), self._config(dimension) if dimension else None)
                 elif dimension is None:
                     raise StoreUnavailableError(
                         f"collection {name!r} does not exist under {self.directory}: run `llm-twin ingest` first"
@@ -76,11 +97,15 @@ class EdgeVectorStore:
             self._shards[name] = shard
             return shard
 
-    @staticmethod
-    def _config(dimension: int) -> EdgeConfig:
+    def _config(self, dimension: int) -> EdgeConfig:
+        quantization = None
+        if self.quantization == "int8":
+            # quantile 0.99 clips outlier components, as Qdrant recommends for int8.
+            quantization = ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
         return EdgeConfig(
             vectors={DENSE: EdgeVectorParams(size=dimension, distance=Distance.Cosine)},
             sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+            quantization_config=quantization,
         )
 
     def ensure_collections(self, names: list[str], dimension: int) -> None:
@@ -144,8 +169,7 @@ class EdgeVectorStore:
         results = shard.query_batch(QueryBatchRequest([self._request(r) for r in requests]))
         return [[Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in rs] for rs in results]
 
-    @staticmethod
-    def _request(r: SearchRequest) -> QueryRequest:
+    def _request(self, r: SearchRequest) -> QueryRequest:
         flt = _author_filter(r.author_id)
         dense = Query.Nearest(r.dense, using=DENSE) if r.dense is not None else None
         sparse = (
@@ -155,15 +179,16 @@ class EdgeVectorStore:
             return QueryRequest(
                 limit=r.limit,
                 prefetches=[
-                    Prefetch(limit=r.prefetch_limit, query=dense, filter=flt),
+                    Prefetch(limit=r.prefetch_limit, query=dense, filter=flt, params=self._dense_params),
                     Prefetch(limit=r.prefetch_limit, query=sparse, filter=flt),
                 ],
                 query=Fusion.Rrf(k=r.rrf_k) if r.fusion == "rrf" else Fusion.Dbsf(),
                 filter=flt,
                 with_payload=r.with_payload,
             )
-        query = dense if r.mode == "dense" else sparse
-        return QueryRequest(limit=r.limit, query=query, filter=flt, with_payload=r.with_payload)
+        if r.mode == "dense":
+            return QueryRequest(limit=r.limit, query=dense, filter=flt, params=self._dense_params, with_payload=r.with_payload)
+        return QueryRequest(limit=r.limit, query=sparse, filter=flt, with_payload=r.with_payload)
 
     def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict]:
         if not ids:

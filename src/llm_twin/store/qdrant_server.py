@@ -6,7 +6,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from llm_twin.errors import StoreUnavailableError
-from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, Hit, SearchRequest, StoredPoint
+from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
 
 
 def _author_filter(author_id: str | None) -> models.Filter | None:
@@ -16,16 +16,39 @@ def _author_filter(author_id: str | None) -> models.Filter | None:
 
 
 class QdrantServerStore:
+    """Same semantics as the embedded store, quantization included (the server builds it in the background)."""
+
     backend = "server"
 
-    def __init__(self, client: QdrantClient) -> None:
+    def __init__(self, client: QdrantClient, quantization: DenseQuantization = "int8", oversampling: float = 2.0) -> None:
         self.client = client
+        self.quantization = quantization
+        self._dense_params: models.SearchParams | None = None
+        if quantization == "int8":
+            quantized = models.QuantizationSearchParams(rescore=True, oversampling=oversampling)
+            self._dense_params = models.SearchParams(quantization=quantized)
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None, timeout_s: float = 10.0) -> "QdrantServerStore":
+    def connect(
+        cls,
+        url: str,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        quantization: DenseQuantization = "int8",
+        oversampling: float = 2.0,
+    ) -> "QdrantServerStore":
         if url == ":memory:":
-            return cls(QdrantClient(location=":memory:"))
-        return cls(QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout_s))))
+            store = cls(QdrantClient(location=":memory:"), quantization, oversampling)
+            store._dense_params = None  # local mode searches exactly; search params would only warn
+            return store
+        return cls(QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout_s))), quantization, oversampling)
+
+    def _quantization_config(self) -> models.ScalarQuantization | None:
+        if self.quantization != "int8":
+            return None
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        )
 
     def _call(self, fn, *args, **kwargs):
         try:
@@ -38,14 +61,19 @@ class QdrantServerStore:
             raise StoreUnavailableError(f"Qdrant server error (HTTP {error.status_code})") from None
 
     def ensure_collections(self, names: list[str], dimension: int) -> None:
+        wanted = self._quantization_config()
         for name in names:
             if self._call(self.client.collection_exists, name):
+                current = self._call(self.client.get_collection, name).config.quantization_config
+                if current != wanted:  # the server rebuilds (or drops) the quantized copy in the background
+                    self._call(self.client.update_collection, name, quantization_config=wanted or models.Disabled.DISABLED)
                 continue
             self._call(
                 self.client.create_collection,
                 name,
                 vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                quantization_config=wanted,
             )
             for field_name in INDEXED_FIELDS:
                 self._call(
@@ -109,14 +137,13 @@ class QdrantServerStore:
             for response in responses
         ]
 
-    @staticmethod
-    def _request(r: SearchRequest) -> models.QueryRequest:
+    def _request(self, r: SearchRequest) -> models.QueryRequest:
         flt = _author_filter(r.author_id)
         sparse = models.SparseVector(indices=r.sparse.indices, values=r.sparse.values) if r.sparse else None
         if r.mode == "hybrid":
             return models.QueryRequest(
                 prefetch=[
-                    models.Prefetch(query=r.dense, using=DENSE, limit=r.prefetch_limit, filter=flt),
+                    models.Prefetch(query=r.dense, using=DENSE, limit=r.prefetch_limit, filter=flt, params=self._dense_params),
                     models.Prefetch(query=sparse, using=SPARSE, limit=r.prefetch_limit, filter=flt),
                 ],
                 query=(
@@ -129,7 +156,9 @@ class QdrantServerStore:
                 with_payload=r.with_payload,
             )
         if r.mode == "dense":
-            return models.QueryRequest(query=r.dense, using=DENSE, filter=flt, limit=r.limit, with_payload=r.with_payload)
+            return models.QueryRequest(
+                query=r.dense, using=DENSE, filter=flt, limit=r.limit, params=self._dense_params, with_payload=r.with_payload
+            )
         return models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=r.limit, with_payload=r.with_payload)
 
     def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict]:
