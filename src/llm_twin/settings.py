@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="Let ONNX Runtime's idle threads spin between calls. Off: on few cores the spinning "
         "threads compete with the vector search that follows each embedding (p95 ~18 -> ~11 ms measured).",
     )
+    embedding_packing: bool = Field(
+        default=True,
+        description="Pack the texts of a call into shared rows (restarted positions, attention kept within each "
+        "text) instead of padding them to the longest; same vectors, less work for mixed lengths.",
+    )
     max_seq_tokens: int = Field(default=256, ge=16, le=512, description="Embedder window, in tokens.")
     chunk_tokens: int = Field(default=240, ge=16, le=512)
     chunk_overlap_tokens: int = Field(default=32, ge=0)

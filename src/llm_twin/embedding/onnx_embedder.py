@@ -23,6 +23,8 @@ class OnnxSentenceEmbedder:
     built once into ``cache_dir``; ``"as-is"`` runs the given ONNX file unchanged. The two give
     slightly different vectors, so ``model_id`` names the precision and ingest re-embeds on a change.
     ``thread_spinning`` lets ONNX Runtime's idle workers busy-wait for the next call (off by default).
+    ``packing`` runs a packed copy of the graph (``embedding/packing.py``): the texts of a call
+    share rows instead of being padded to the longest; the vectors are the same.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class OnnxSentenceEmbedder:
         precision: Precision = "int8-dynamic",
         cache_dir: Path | None = None,
         thread_spinning: bool = False,
+        packing: bool = True,
     ) -> None:
         self.model = model
         self.max_seq_tokens = max_seq_tokens
@@ -41,6 +44,8 @@ class OnnxSentenceEmbedder:
         self.threads = threads
         self.precision = precision
         self.thread_spinning = thread_spinning
+        self.packing = packing
+        self.packed = False  # whether warm_up found a packable graph
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self._files: OnnxModelFiles | None = None
         self._session = None
@@ -59,6 +64,7 @@ class OnnxSentenceEmbedder:
             precision=settings.embedding_precision,
             cache_dir=settings.models_dir / "embeddings",
             thread_spinning=settings.embedding_thread_spinning,
+            packing=settings.embedding_packing,
         )
 
     @property
@@ -73,23 +79,32 @@ class OnnxSentenceEmbedder:
             from tokenizers import Tokenizer
 
             files = resolve_embedding_model(self.model)
+            source, quantized = files.model, None
             if self.precision == "int8-dynamic":
                 from llm_twin.embedding.quantize import SUFFIX, dynamic_int8_model
 
                 quantized = dynamic_int8_model(files.model, self.cache_dir)
                 if quantized is not None:
                     files = OnnxModelFiles(model=quantized, tokenizer=files.tokenizer, model_id=f"{files.model_id}@{SUFFIX}")
+            packed = None
+            if self.packing:
+                from llm_twin.embedding.packing import packed_model
+
+                # Same weights and vectors as ``files.model``, so the model id does not change.
+                packed = packed_model(source, files.tokenizer, self.cache_dir, quantized=quantized is not None)
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads or os.cpu_count() or 1
             options.inter_op_num_threads = 1
             # Spinning workers keep a core busy after each call; the engine's search threads need it next.
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.thread_spinning else "0")
-            session = ort.InferenceSession(str(files.model), options, providers=["CPUExecutionProvider"])
+            options.log_severity_level = 3  # a packed graph leaves constants ORT reports as unused
+            session = ort.InferenceSession(str(packed or files.model), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(files.tokenizer))
             tokenizer.enable_truncation(max_length=self.max_seq_tokens)
             tokenizer.no_padding()  # we pad per batch to the longest member, not to max length
             self._input_names = {i.name for i in session.get_inputs()}
             self._files, self._tokenizer = files, tokenizer
+            self.packed = packed is not None
             self._session = session
             self.dimension = int(self._encode_batch(["warm up"]).shape[1])
 
@@ -115,6 +130,8 @@ class OnnxSentenceEmbedder:
         return self._run(self._tokenizer.encode_batch(texts))
 
     def _run(self, encodings) -> np.ndarray:
+        if self.packed:
+            return self._run_packed(encodings)
         width = max(len(e.ids) for e in encodings)
         ids = np.zeros((len(encodings), width), dtype=np.int64)
         mask = np.zeros_like(ids)
@@ -128,3 +145,10 @@ class OnnxSentenceEmbedder:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def _run_packed(self, encodings) -> np.ndarray:
+        from llm_twin.embedding.packing import mean_pool_spans, packed_feeds
+
+        feeds, spans = packed_feeds([e.ids for e in encodings])
+        hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})[0]
+        return mean_pool_spans(hidden, spans)

@@ -54,18 +54,25 @@ def ensure_dynamic_int8(source: Path, cache_dir: Path) -> Path:
     target = dynamic_int8_path(source, cache_dir)
     if target.is_file():
         return target
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantize-") as tmp:
-        folded = Path(tmp) / "folded.onnx"
-        # Basic optimisation folds the Cast/Mul weight dequantisation into plain fp32 initialisers.
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(folded)
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        folded = fold_weights(source, Path(tmp))
         staged = Path(tmp) / "quantized.onnx"
         quantize_dynamic(str(folded), str(staged), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(staged, target)
     return target
+
+
+def fold_weights(source: Path, workdir: Path) -> Path:
+    """An fp32 copy of ``source`` in ``workdir``: ORT's basic optimisation folds the Cast/Mul weight
+    dequantisation into plain fp32 initialisers (a no-op for a plain fp32 model)."""
+    import onnxruntime as ort
+
+    folded = Path(workdir) / "folded.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    return folded
