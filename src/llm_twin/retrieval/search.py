@@ -20,6 +20,18 @@ from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.store.base import Hit, SearchMode, SearchRequest, VectorStore
 
 
+#: Extra hits asked of the engine per list. RRF gives many equal scores (a chunk at rank r in
+#: either branch alone scores 1/(k+r)), and the engine orders equal scores differently from one
+#: process to the next; asking a few more and cutting after a sort that breaks ties by id makes
+#: results the same on every run and every replica.
+TIE_SLACK = 8
+
+
+def stable_top(hits: list[Hit], limit: int) -> list[Hit]:
+    """Best first, ties broken by id, cut to ``limit``."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))[:limit]
+
+
 @dataclass
 class _Candidate:
     id: str
@@ -124,11 +136,11 @@ class QdrantHybridRetriever:
         best: dict[str, _Candidate] = {}
         for collection, results in zip(self.collections, by_collection):
             for hits in results:
-                for hit in hits:
+                for hit in stable_top(hits, limit):
                     seen = best.get(hit.id)
                     if seen is None or hit.score > seen.score:
                         best[hit.id] = _Candidate(hit.id, collection, hit.score)
-        ranked = sorted(best.values(), key=lambda c: c.score, reverse=True)
+        ranked = sorted(best.values(), key=lambda c: (-c.score, c.id))
         chosen = ranked if self.k_split == "equal" else self._select(ranked, k)
         chunks = self._with_payloads(chosen)
         timings["search"] = (time.perf_counter() - t1) * 1000
@@ -158,7 +170,7 @@ class QdrantHybridRetriever:
         chosen = {c.id for c in picked[:k]}
         rest = [c for c in ranked if c.id not in chosen]
         result = picked[:k] + rest[: max(0, k - len(picked))]
-        return sorted(result, key=lambda c: c.score, reverse=True)
+        return sorted(result, key=lambda c: (-c.score, c.id))
 
     def encode(self, queries: list[str], mode: SearchMode, hypothetical: str | None = None) -> tuple[list, list]:
         """Dense and BM25 query vectors, all texts embedded in one call.
@@ -188,12 +200,12 @@ class QdrantHybridRetriever:
         timings["embedding"] = (time.perf_counter() - t0) * 1000
         return [
             SearchRequest(
-                limit=limit,
+                limit=limit + TIE_SLACK,
                 mode=mode,
                 dense=d,
                 sparse=s,
                 author_id=author_id,
-                prefetch_limit=max(self.prefetch_limit, limit),
+                prefetch_limit=max(self.prefetch_limit, limit + TIE_SLACK),
                 rrf_k=self.rrf_k,
                 fusion=self.fusion,  # type: ignore[arg-type]
                 with_payload=with_payload,
@@ -230,11 +242,11 @@ class QdrantHybridRetriever:
                 timings["embedding"] += step["embedding"]
         t1 = time.perf_counter()
         by_collection = [
-            [[hit_to_chunk(h, collection) for h in hits] for hits in results]
+            [[hit_to_chunk(h, collection) for h in stable_top(hits, limit)] for hits in results]
             for collection, results in zip(self.collections, self._query_all(requests))
         ]
         per_query = [
-            sorted((c for results in by_collection for c in results[i]), key=lambda c: c.score, reverse=True)
+            sorted((c for results in by_collection for c in results[i]), key=lambda c: (-c.score, c.id))
             for i in range(len(queries))
         ]
         timings["search"] = (time.perf_counter() - t1) * 1000
