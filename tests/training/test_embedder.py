@@ -45,5 +45,6 @@ def test_train_save_and_load_in_our_runtime(tmp_path):
     torch_vectors = trainer.encode(texts, 256)
     onnx = OnnxSentenceEmbedder(str(out), precision="as-is", cache_dir=tmp_path / "cache")
     assert np.allclose(onnx.embed(texts), torch_vectors, atol=1e-4)
+    assert onnx.packed  # our TorchScript export (a mask per layer) is packable too
     quantized = OnnxSentenceEmbedder(str(out), cache_dir=tmp_path / "cache").embed(texts)
     assert (quantized * torch_vectors).sum(axis=1).min() > 0.95

@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from llm_twin.embedding.packing import mean_pool_spans, packed_feeds, packed_model
 from llm_twin.models import OnnxModelFiles, resolve_embedding_model
 
 Precision = Literal["int8-dynamic", "as-is"]
@@ -88,8 +89,6 @@ class OnnxSentenceEmbedder:
                     files = OnnxModelFiles(model=quantized, tokenizer=files.tokenizer, model_id=f"{files.model_id}@{SUFFIX}")
             packed = None
             if self.packing:
-                from llm_twin.embedding.packing import packed_model
-
                 # Same weights and vectors as ``files.model``, so the model id does not change.
                 packed = packed_model(source, files.tokenizer, self.cache_dir, quantized=quantized is not None)
             options = ort.SessionOptions()
@@ -101,7 +100,7 @@ class OnnxSentenceEmbedder:
             session = ort.InferenceSession(str(packed or files.model), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(files.tokenizer))
             tokenizer.enable_truncation(max_length=self.max_seq_tokens)
-            tokenizer.no_padding()  # we pad per batch to the longest member, not to max length
+            tokenizer.no_padding()  # we pack, or pad per batch to the longest member, not to max length
             self._input_names = {i.name for i in session.get_inputs()}
             self._files, self._tokenizer = files, tokenizer
             self.packed = packed is not None
@@ -147,8 +146,6 @@ class OnnxSentenceEmbedder:
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
     def _run_packed(self, encodings) -> np.ndarray:
-        from llm_twin.embedding.packing import mean_pool_spans, packed_feeds
-
         feeds, spans = packed_feeds([e.ids for e in encodings])
         hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})[0]
         return mean_pool_spans(hidden, spans)

@@ -81,28 +81,26 @@ def pack_graph(model):
     if "attention_mask" not in inputs or "input_ids" not in inputs:
         raise UnsupportedGraph("inputs input_ids and attention_mask expected")
 
-    def depends_on_mask(tensor: str, seen: set[str]) -> bool:
-        if tensor == "attention_mask":
-            return True
-        node = producer.get(tensor)
-        if node is None or tensor in seen:
-            return False
-        seen.add(tensor)
-        return any(depends_on_mask(i, seen) for i in node.input)
-
     positions = [n for n in graph.node if n.op_type == "Gather" and "position_embeddings" in n.input[0]]
     softmaxes = [n for n in graph.node if n.op_type == "Softmax"]
     if len(positions) != 1 or not softmaxes:
         raise UnsupportedGraph("one position-embedding Gather and attention Softmax nodes expected")
     positions[0].input[1] = POSITION_IDS
-    for softmax in softmaxes:
-        add = producer.get(softmax.input[0])
-        if add is None or add.op_type != "Add":
-            raise UnsupportedGraph("an additive mask in front of each Softmax expected")
-        masked = [i for i, name in enumerate(add.input) if depends_on_mask(name, set())]
-        if len(masked) != 1:
-            raise UnsupportedGraph("exactly one Softmax operand should come from attention_mask")
-        add.input[masked[0]] = ATTENTION_BIAS
+    scores = {n.input[0] for n in softmaxes}
+    if not all(name in producer and producer[name].op_type == "Add" for name in scores):
+        raise UnsupportedGraph("an additive mask in front of each Softmax expected")
+    # One pass in topological order (as ONNX stores nodes): track what depends on attention_mask and
+    # swap each Softmax's mask operand for the bias. Once a layer's mask is swapped, the next layer's
+    # scores no longer depend on attention_mask, so exactly one operand of each Add may.
+    from_mask = {"attention_mask"}
+    for node in graph.node:
+        if node.op_type == "Add" and node.output[0] in scores:
+            masked = [i for i, name in enumerate(node.input) if name in from_mask]
+            if len(masked) != 1:
+                raise UnsupportedGraph("exactly one Softmax operand should come from attention_mask")
+            node.input[masked[0]] = ATTENTION_BIAS
+        if any(name in from_mask for name in node.input):
+            from_mask.update(node.output)
 
     graph.input.append(helper.make_tensor_value_info(POSITION_IDS, TensorProto.INT64, ["rows", "width"]))
     graph.input.append(helper.make_tensor_value_info(ATTENTION_BIAS, TensorProto.FLOAT, ["rows", 1, "width", "width"]))
