@@ -172,3 +172,15 @@ def test_a_new_embedding_recipe_re_embeds_everything(tmp_path):
     changed = _ingest(settings.model_copy(update={"embedding_precision": "int8-dynamic"}), paths)
     assert changed.documents_written == 26 and changed.documents_skipped == 0
     assert changed.counts["chunks"] == first.counts["chunks"]  # replaced, not duplicated
+
+
+def test_a_new_quantization_setting_reaches_an_unchanged_corpus(tmp_path, small_corpus):
+    """Ingest applies the store settings even when no document changed (optimize is a no-op otherwise)."""
+    posts = [p for p in small_corpus if p.name == "posts.jsonl"]
+    plain = load_settings(data_dir=tmp_path / "data", dense_quantization="none")
+    assert _ingest(plain, posts).documents_written == 18
+    config = plain.vectors_dir / plain.collection_posts / "edge_config.json"
+    assert json.loads(config.read_text()).get("quantization_config") is None
+    report = _ingest(load_settings(data_dir=tmp_path / "data"), posts)
+    assert report.documents_written == 0 and report.documents_skipped == 18
+    assert json.loads(config.read_text())["quantization_config"]["scalar"]["type"] == "int8"
