@@ -27,6 +27,9 @@ NAMES = [
     "till",  # one-word commit authors from the demo data: also ordinary words
     "John",
     "kj",
+    "Python Packaging Authority",  # organisations from the demo's package metadata
+    "The IPython Development Team",
+    "Joshua Lock",
 ]
 
 
@@ -66,6 +69,11 @@ def _name(match) -> str | None:
         ("commits by larryhastings", "Larry Hastings"),  # handle-shaped lowercase alias
         ("What did @kj change?", "kj"),  # explicit @handle
         ("What did Till write?", "till"),  # capitalised one-word name mid-sentence
+        ("What does the Python Packaging Authority recommend?", "Python Packaging Authority"),
+        ("README of IPython Development Team", "The IPython Development Team"),  # "The" optional
+        ("Summarise Guido's PEP on pattern matching", "Guido van Rossum"),  # possessive before a Title word
+        ("What did Lock change in the packaging tools?", "Joshua Lock"),
+        ("I read about Python. Guido wrote what?", "Guido van Rossum"),  # a sentence break ends the run
     ],
 )
 def test_run_finds_the_author(resolver: AuthorResolver, question: str, expected: str) -> None:
@@ -84,6 +92,11 @@ def test_run_finds_the_author(resolver: AuthorResolver, question: str, expected:
         "what did john say about it",  # lowercase one-word name
         "tell me about kj",  # too short to be handle-shaped in lower case
         "Who wrote the walrus operator PEP?",
+        "How should I package a Python library?",  # "Python" is no first name of the PyPA
+        "Which Authority signs the wheels?",
+        "How do I start IPython?",
+        "What is the Global Interpreter Lock removal plan?",  # "Lock" in a Title Case term
+        "Is the Lock Free Queue in the stdlib?",
     ],
 )
 def test_run_ignores_ordinary_words(resolver: AuthorResolver, question: str) -> None:

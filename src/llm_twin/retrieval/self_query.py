@@ -9,6 +9,9 @@ insensitive, "Łukasz" == "lukasz"):
 * Keys, most specific first: full names (also without middle initials, and first + last) and
   aliases/handles; then last names ("Rossum", "van Rossum"); then first names ("Guido"). A key
   shared by several authors at its best level is ambiguous: no filter, the candidates are reported.
+* Organisations ("Python Packaging Authority", "The pip developers", "Amazon Web Services") match
+  by their whole name only (a leading "The" optional): their words are not first and last names,
+  and "Python" alone must not filter every question about Python to the PyPA.
 * Possessives ("Guido's", "van Rossum's") and "@handle" are accepted.
 * The longest key wins where keys overlap ("Nick Coghlan" beats "Coghlan").
 * Multi-word keys match in any case ("guido van rossum").
@@ -18,6 +21,8 @@ insensitive, "Łukasz" == "lukasz"):
   case, when it looks like a handle: at least 8 characters or containing a digit, "-", "_" or "."
   ("larryhastings", "wyz23x2"). A capitalised word that starts a sentence must also not be a
   common English word ("Will", "May", "Till", ...). First names match only when capitalised.
+  A single capitalised word inside a Title Case run that is no name ("the Global Interpreter Lock")
+  is a term, not a surname.
 * A question that names several different authors gets no filter (candidates reported), unless
   the mentions narrow down to one person ("Nick ... Coghlan").
 
@@ -58,6 +63,12 @@ FULL, LAST, FIRST = 0, 1, 2  # key levels, most specific first
 _LEVEL_NAMES = {FULL: "full name or alias", LAST: "last name", FIRST: "first name"}
 _PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "del", "della", "dos", "das", "ter", "ten", "st", "bin", "ibn", "al", "el", "mac"}
 _SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "phd"}
+#: A name with one of these words is an organisation, not a person.
+ORGANISATION_WORDS = frozenset(
+    """authority association community company contributors corp corporation developers development
+    foundation group inc institute labs llc ltd maintainers others organisation organization project
+    services society software team university""".split()
+)
 
 #: Capitalised at the start of a sentence these are ordinary words, not names.
 COMMON_WORDS = frozenset(
@@ -114,6 +125,10 @@ def _name_keys(full_name: str) -> dict[int, set[tuple[str, ...]]]:
     if not tokens:
         return keys
     keys[FULL].add(tuple(tokens))
+    if ORGANISATION_WORDS.intersection(tokens):
+        if len(tokens) > 1 and tokens[0] == "the":
+            keys[FULL].add(tuple(tokens[1:]))
+        return keys
     core = [t for t in tokens if t not in _SUFFIXES] or tokens
     without_initials = [t for t in core if len(t) > 1]
     if len(without_initials) >= 2:
@@ -130,6 +145,21 @@ def _name_keys(full_name: str) -> dict[int, set[tuple[str, ...]]]:
         if len(core[0]) > 1:
             keys[FIRST].add((core[0],))
     return keys
+
+
+def _in_title_phrase(tokens: list[_Token], i: int) -> bool:
+    """A capitalised word inside a run of capitalised words that is no name ("the Global Interpreter
+    Lock", "Python Packaging Guide") is a term, not a surname: the word before it is capitalised
+    mid-sentence, or, unless it is possessive ("Guido's PEP"), the word after it is."""
+    token = tokens[i]
+    if token.at or not token.capitalised:
+        return False
+    before = tokens[i - 1] if i > 0 else None
+    after = tokens[i + 1] if i + 1 < len(tokens) else None
+    if before is not None and not token.sentence_start and before.capitalised and not before.sentence_start:
+        if not before.possessive:
+            return True
+    return after is not None and after.capitalised and not token.possessive and not after.sentence_start
 
 
 @dataclass
@@ -196,6 +226,7 @@ class AuthorResolver:
         return len(token.norm) >= MIN_LOWERCASE_HANDLE or bool(_HANDLE_SHAPED.search(token.norm))
 
     def _mentions(self, text: str, strict: bool) -> list[_Mention]:
+        """Author keys found in ``text``, longest first at each position."""
         tokens = _tokens(text)
         mentions: list[_Mention] = []
         i = 0
@@ -208,7 +239,9 @@ class AuthorResolver:
                 if entry is None:
                     continue
                 level, ids = entry
-                if length == 1 and not self._single_word_ok(window[0], level, strict):
+                if length == 1 and not (
+                    self._single_word_ok(window[0], level, strict) and not (strict and _in_title_phrase(tokens, i))
+                ):
                     continue
                 mentions.append(_Mention(ids, level, text[window[0].start : window[-1].end]))
                 i += length
