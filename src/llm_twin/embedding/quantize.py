@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 SUFFIX = "int8-dynamic"
@@ -19,11 +20,18 @@ _QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLine
 
 
 def file_digest(path: Path, length: int = 12) -> str:
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)[:length]
+
+
+@lru_cache(maxsize=32)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per file version: the quantized and the packed copy are both keyed by it."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:length]
+    return digest.hexdigest()
 
 
 def is_dynamically_quantized(model: Path) -> bool:

@@ -156,9 +156,8 @@ def _in_title_phrase(tokens: list[_Token], i: int) -> bool:
         return False
     before = tokens[i - 1] if i > 0 else None
     after = tokens[i + 1] if i + 1 < len(tokens) else None
-    if before is not None and not token.sentence_start and before.capitalised and not before.sentence_start:
-        if not before.possessive:
-            return True
+    if before is not None and before.capitalised and not (token.sentence_start or before.sentence_start or before.possessive):
+        return True
     return after is not None and after.capitalised and not token.possessive and not after.sentence_start
 
 
