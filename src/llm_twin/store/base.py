@@ -9,6 +9,8 @@ from llm_twin.embedding.bm25 import Sparse
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
 DenseQuantization = Literal["int8", "none"]
+#: Scalar int8 quantization clips the outer 1% of components, as Qdrant recommends (both backends).
+INT8_QUANTILE = 0.99
 DENSE = "dense"
 SPARSE = "bm25"
 #: Payload fields with a keyword index (filters stay fast as collections grow).

@@ -32,7 +32,16 @@ from qdrant_edge import (
 )
 
 from llm_twin.errors import StoreLockedError, StoreUnavailableError
-from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
+from llm_twin.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    INT8_QUANTILE,
+    SPARSE,
+    DenseQuantization,
+    Hit,
+    SearchRequest,
+    StoredPoint,
+)
 
 
 def _author_filter(author_id: str | None) -> Filter | None:
@@ -100,8 +109,7 @@ class EdgeVectorStore:
     def _config(self, dimension: int) -> EdgeConfig:
         quantization = None
         if self.quantization == "int8":
-            # quantile 0.99 clips outlier components, as Qdrant recommends for int8.
-            quantization = ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
+            quantization = ScalarQuantizationConfig(type=ScalarType.Int8, quantile=INT8_QUANTILE, always_ram=True)
         return EdgeConfig(
             vectors={DENSE: EdgeVectorParams(size=dimension, distance=Distance.Cosine)},
             sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},

@@ -6,7 +6,16 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from llm_twin.errors import StoreUnavailableError
-from llm_twin.store.base import DENSE, INDEXED_FIELDS, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
+from llm_twin.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    INT8_QUANTILE,
+    SPARSE,
+    DenseQuantization,
+    Hit,
+    SearchRequest,
+    StoredPoint,
+)
 
 
 def _author_filter(author_id: str | None) -> models.Filter | None:
@@ -47,7 +56,7 @@ class QdrantServerStore:
         if self.quantization != "int8":
             return None
         return models.ScalarQuantization(
-            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True)
         )
 
     def _call(self, fn, *args, **kwargs):
