@@ -32,16 +32,7 @@ from qdrant_edge import (
 )
 
 from llm_twin.errors import StoreLockedError, StoreUnavailableError
-from llm_twin.store.base import (
-    DENSE,
-    INDEXED_FIELDS,
-    INT8_QUANTILE,
-    SPARSE,
-    DenseQuantization,
-    Hit,
-    SearchRequest,
-    StoredPoint,
-)
+from llm_twin.store.base import DENSE, INDEXED_FIELDS, INT8_QUANTILE, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
 
 
 def _author_filter(author_id: str | None) -> Filter | None:

@@ -6,16 +6,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from llm_twin.errors import StoreUnavailableError
-from llm_twin.store.base import (
-    DENSE,
-    INDEXED_FIELDS,
-    INT8_QUANTILE,
-    SPARSE,
-    DenseQuantization,
-    Hit,
-    SearchRequest,
-    StoredPoint,
-)
+from llm_twin.store.base import DENSE, INDEXED_FIELDS, INT8_QUANTILE, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
 
 
 def _author_filter(author_id: str | None) -> models.Filter | None:
