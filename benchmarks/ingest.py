@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llm_twin.ingest.commands import DEMO_FILES
+from llm_twin.settings import DEMO_FILES
 from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.settings import load_settings
 

@@ -232,7 +232,7 @@ def health_under_load(url: str, questions: list[str], body: dict[str, Any], time
 def model_alone(args: argparse.Namespace, questions: list[str], body: dict[str, Any]) -> list[dict[str, Any]]:
     """Replay each question's model calls with nothing else running (same prompts, greedy)."""
     os.environ.update(server_env(args))
-    from llm_twin.generation.rag import RAGPipeline
+    from llm_twin.rag.pipeline import RAGPipeline
     from llm_twin.settings import load_settings
 
     settings = load_settings()

@@ -156,7 +156,7 @@ def rerank_costs(llm_pairs: int) -> dict:
             "model": "MiniLM-L6 sized ONNX cross-encoder built from the bundled weights (cost only; same size as ms-marco-MiniLM-L-6-v2)",
         }
     if llm_pairs:
-        from llm_twin.generation.factory import build_helper_llm
+        from llm_twin.llm.factory import build_helper_llm
 
         llm = build_helper_llm(load_settings(helper_llm_backend="llama-cpp"))
         reranker = LlmYesNoReranker(llm, top_n=llm_pairs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from llm_twin.generation.base import Completion, GenerationParams
+from llm_twin.llm.base import Completion, GenerationParams
 
 
 class FakeLLM:

@@ -1,22 +1,96 @@
-"""Errors shared across stages; messages are safe to show to users (no internals)."""
+"""The one error root. Every expected failure is an ``LLMTwinError`` subclass that carries how it
+is reported: the HTTP status, a stable machine-readable code and a message that is safe to show
+(the API never returns exception text it did not write for users), and the CLI exit code.
+
+The API maps errors in one place (``api/errors.py``) and the CLI in one place (``cli/errors.py``),
+both from these attributes, so a new error kind needs no new ``except`` clause anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+EXIT_FAILED = 1  # a dependency is unavailable or a step failed
+EXIT_USAGE = 2  # the input or the configuration is invalid
 
 
 class LLMTwinError(RuntimeError):
-    """Base class for expected, user-facing failures."""
+    """Base class for expected failures."""
 
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    #: Shown to API clients instead of the exception text; ``None``: the text itself is safe.
+    public_message: ClassVar[str | None] = "internal server error"
+    exit_code: ClassVar[int] = EXIT_FAILED
 
-class StoreUnavailableError(LLMTwinError):
-    """The vector store cannot be opened or reached (HTTP 503)."""
-
-
-class StoreLockedError(StoreUnavailableError):
-    """Another process owns the embedded store directory."""
+    @property
+    def safe_message(self) -> str:
+        return self.public_message if self.public_message is not None else str(self)
 
 
 class InvalidInputError(LLMTwinError, ValueError):
     """User input is invalid; ``field`` names what was wrong."""
 
+    http_status = 422
+    code = "invalid_input"
+    public_message = None
+    exit_code = EXIT_USAGE
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class ConfigError(LLMTwinError, ValueError):
+    """Configuration is invalid; the message names the setting (environment variable or option)."""
+
+    http_status = 503
+    code = "not_ready"
+    public_message = "the service is starting or failed to start; see /ready"
+    exit_code = EXIT_USAGE
+
+
+class UnavailableError(LLMTwinError):
+    """A dependency (store, model file, optional package) is missing or cannot be reached."""
+
+    http_status = 503
+    code = "not_ready"
+    public_message = "the service is starting or failed to start; see /ready"
+
+
+class StoreUnavailableError(UnavailableError):
+    """The vector store cannot be opened or reached."""
+
+    code = "store_unavailable"
+    public_message = "the vector store is unavailable (run `llm-twin ingest` first, or check the Qdrant server)"
+
+
+class StoreLockedError(StoreUnavailableError):
+    """Another process owns the embedded store directory."""
+
+    public_message = "the vector store is locked by another process; try again later"
+
+
+class LLMError(LLMTwinError):
+    """The language model failed; the message is safe to log, never returned verbatim to API clients."""
+
+    http_status = 502
+    code = "llm_error"
+    public_message = "the language model failed to produce an answer"
+
+
+class LLMUnavailableError(LLMError):
+    """The endpoint or model cannot be reached or loaded."""
+
+    http_status = 503
+    code = "llm_unavailable"
+    public_message = "the language model is unavailable"
+
+
+class LLMTimeoutError(LLMError):
+    """The endpoint did not answer in time."""
+
+    http_status = 504
+    code = "llm_timeout"
+    public_message = "the language model did not answer in time; try again"

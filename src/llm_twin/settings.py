@@ -9,14 +9,17 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llm_twin.errors import ConfigError
+
 ENV_PREFIX = "LLM_TWIN_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
+DEMO_FILES = ("peps.jsonl", "peps_commits.jsonl", "packages.jsonl")
 ContentType = Literal["article", "post", "repository"]
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """Configuration is invalid; the message names the environment variable."""
 
 
@@ -186,6 +189,11 @@ class Settings(BaseSettings):
             "post": self.collection_posts,
             "repository": self.collection_repositories,
         }
+
+    @property
+    def demo_files(self) -> list[Path]:
+        """The sample corpus `llm-twin ingest` loads when given no paths."""
+        return [self.demo_data_dir / name for name in DEMO_FILES]
 
     @property
     def vectors_dir(self) -> Path:

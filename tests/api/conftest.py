@@ -14,7 +14,7 @@ import uvicorn
 from rag_fakes import FakeLLM, FakeRetrieval
 
 from llm_twin.api.app import create_app
-from llm_twin.generation.rag import RAGPipeline
+from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import Settings, load_settings
 
 

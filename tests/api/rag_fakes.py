@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.base import ChatMessage, Completion, GenerationParams
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
 
 GUIDO = Author.from_name("Guido van Rossum")

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from llm_twin.api.app import create_app
 from llm_twin.errors import InvalidInputError, StoreLockedError, StoreUnavailableError
-from llm_twin.generation.base import LLMError, LLMTimeoutError, LLMUnavailableError
-from llm_twin.generation.rag import RAGPipeline
+from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import load_settings
 
 from rag_fakes import FakeLLM, FakeRetrieval

@@ -75,7 +75,7 @@ def cli_app():
     """A Typer app with only the deploy commands (other areas' commands are not under test here)."""
     import typer
 
-    from llm_twin.deploy.commands import register
+    from llm_twin.cli.deploy import register
 
     app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
     register(app, typer.Typer())

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from llm_twin.deploy.plan import build_plan
 from llm_twin.deploy.resource_manager import Action
 from llm_twin.deploy.strategy import SagemakerHuggingfaceStrategy
-from llm_twin.generation.base import GenerationParams
-from llm_twin.generation.sagemaker import SagemakerTGIClient
+from llm_twin.llm.base import GenerationParams
+from llm_twin.llm.sagemaker import SagemakerTGIClient
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from botocore.stub import ANY, Stubber
 from deploy_support import REGION
 from typer.testing import CliRunner
 
-from llm_twin.deploy import commands
+from llm_twin.cli import deploy as commands
 from llm_twin.deploy.autoscaling import DIMENSION, EndpointAutoscaler
 from llm_twin.deploy.errors import DeployTimeoutError, EndpointFailedError
 from llm_twin.deploy.plan import build_plan

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_twin.generation.base import LLMError, LLMTimeoutError
+from llm_twin.errors import LLMError, LLMTimeoutError
 from llm_twin.retrieval.expansion import QueryExpander, call_with_timeout, parse_reformulations
 
 from llm_fakes import FakeLLM
@@ -135,7 +135,7 @@ def test_expander_is_thread_safe() -> None:
 
 @pytest.mark.slow
 def test_expander_with_real_smollm2(tmp_path: Path) -> None:
-    llama_cpp = pytest.importorskip("llm_twin.generation.llama_cpp")
+    llama_cpp = pytest.importorskip("llm_twin.llm.llama_cpp")
     from llm_twin.models import ModelNotFoundError, resolve_gguf
 
     try:

@@ -9,7 +9,7 @@ import pytest
 from llm_twin.domain.authors import author_id
 from llm_twin.embedding.bm25 import Bm25SparseEncoder, Sparse
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
-from llm_twin.generation.base import LLMUnavailableError
+from llm_twin.errors import LLMUnavailableError
 from llm_twin.retrieval.hyde import HypotheticalDocumentWriter, clean_passage
 from llm_twin.retrieval.pipeline import RetrievalPipeline
 from llm_twin.retrieval.search import QdrantHybridRetriever, blend_sparse

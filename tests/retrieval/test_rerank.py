@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.base import Completion
+from llm_twin.llm.base import Completion
 from llm_twin.models import ModelNotFoundError
 from llm_twin.retrieval.rerank import (
     LlmYesNoReranker,
@@ -265,7 +265,7 @@ def test_parse_openai_logprobs() -> None:
 
 @pytest.mark.slow
 def test_llm_reranker_with_local_gguf(tmp_path: Path) -> None:
-    llama_cpp = pytest.importorskip("llm_twin.generation.llama_cpp")
+    llama_cpp = pytest.importorskip("llm_twin.llm.llama_cpp")
     try:
         rerank_client = llama_cpp.LlamaCppClient("smollm2-135m-instruct", models_dir=tmp_path, n_ctx=2048, n_threads=2)
         rerank_client.warm_up()

@@ -11,7 +11,7 @@ import pytest
 
 from llm_twin.domain.authors import Author
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.base import LLMUnavailableError
+from llm_twin.errors import LLMUnavailableError
 from llm_twin.retrieval.self_query import AuthorResolver, SelfQuery, parse_extracted_name
 from llm_twin.store.registry import AuthorRegistry
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
-from llm_twin.training.commands import default_base_model
+from llm_twin.models import default_base_model
 from llm_twin.training.embedder import SentenceEmbedderTrainer
 from llm_twin.training.pairs import TrainingPair
 

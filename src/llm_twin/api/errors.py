@@ -14,18 +14,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_twin.api.schemas import ErrorDetail, ErrorResponse
-from llm_twin.errors import InvalidInputError, LLMTwinError, StoreLockedError, StoreUnavailableError
-from llm_twin.generation.base import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.errors import InvalidInputError, LLMTwinError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-class ServiceNotReadyError(LLMTwinError):
+class ServiceNotReadyError(UnavailableError):
     """The pipeline could not be built or warmed up for a reason other than the store or the LLM."""
 
 
 class ServiceStartingError(ServiceNotReadyError):
     """The models are still loading."""
+
+    code = "starting"
+    public_message = "the service is loading its models; try again shortly"
 
 
 _HTTP_CODES = {
@@ -43,27 +45,9 @@ _HTTP_CODES = {
 
 def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
     """HTTP status and safe body for an exception (also used for SSE ``error`` events)."""
-    if isinstance(error, InvalidInputError):
-        return 422, ErrorDetail(code="invalid_input", message=str(error), field=error.field)
-    if isinstance(error, StoreLockedError):
-        return 503, ErrorDetail(
-            code="store_unavailable", message="the vector store is locked by another process; try again later"
-        )
-    if isinstance(error, StoreUnavailableError):
-        return 503, ErrorDetail(
-            code="store_unavailable",
-            message="the vector store is unavailable (run `llm-twin ingest` first, or check the Qdrant server)",
-        )
-    if isinstance(error, LLMTimeoutError):
-        return 504, ErrorDetail(code="llm_timeout", message="the language model did not answer in time; try again")
-    if isinstance(error, LLMUnavailableError):
-        return 503, ErrorDetail(code="llm_unavailable", message="the language model is unavailable")
-    if isinstance(error, LLMError):
-        return 502, ErrorDetail(code="llm_error", message="the language model failed to produce an answer")
-    if isinstance(error, ServiceStartingError):
-        return 503, ErrorDetail(code="starting", message="the service is loading its models; try again shortly")
-    if isinstance(error, ServiceNotReadyError):
-        return 503, ErrorDetail(code="not_ready", message="the service is starting or failed to start; see /ready")
+    if isinstance(error, LLMTwinError):
+        field = error.field if isinstance(error, InvalidInputError) else None
+        return error.http_status, ErrorDetail(code=error.code, message=error.safe_message, field=field)
     if isinstance(error, TimeoutError):
         return 504, ErrorDetail(code="timeout", message="the request timed out")
     return 500, ErrorDetail(code="internal_error", message="internal server error")
@@ -115,7 +99,7 @@ async def _known_handler(request: Request, error: Exception) -> JSONResponse:
     status, detail = describe_error(error)
     if status >= 500:
         logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, detail.code, error,
-                       exc_info=error if not isinstance(error, (LLMTwinError, LLMError)) else None)
+                       exc_info=error if not isinstance(error, LLMTwinError) else None)
     return error_response(status, detail)
 
 
@@ -128,6 +112,6 @@ async def _unexpected_handler(request: Request, error: Exception) -> JSONRespons
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
-    for kind in (LLMTwinError, LLMError, TimeoutError):
+    for kind in (LLMTwinError, TimeoutError):
         app.add_exception_handler(kind, _known_handler)
     app.add_exception_handler(Exception, _unexpected_handler)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.rag import RAGAnswer, SourcesEvent
+from llm_twin.rag.pipeline import RAGAnswer, SourcesEvent
 
 QUERY_MAX_CHARS = 2000
 SNIPPET_CHARS = 240

@@ -14,8 +14,7 @@ import anyio
 
 from llm_twin.api.errors import ServiceNotReadyError
 from llm_twin.errors import LLMTwinError
-from llm_twin.generation.base import LLMError
-from llm_twin.generation.rag import RAGPipeline
+from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class ServiceState:
             self._last_attempt = time.monotonic()
             try:
                 self._pipeline = await anyio.to_thread.run_sync(self._build)
-            except (LLMTwinError, LLMError) as error:
+            except LLMTwinError as error:
                 self._error = error
                 raise
             except Exception as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_twin.errors import LLMTwinError
+from llm_twin.errors import EXIT_USAGE, LLMTwinError
 
 
 class DeployError(LLMTwinError):
@@ -11,6 +11,8 @@ class DeployError(LLMTwinError):
 
 class DeployConfigError(DeployError):
     """Settings cannot produce a deployable plan (missing role ARN, unknown region, ...)."""
+
+    exit_code = EXIT_USAGE
 
 
 class EndpointFailedError(DeployError):

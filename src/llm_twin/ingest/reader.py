@@ -10,6 +10,7 @@ from typing import Any
 
 from llm_twin.domain.authors import Author, normalize_name
 from llm_twin.domain.documents import CONTENT_TYPES, Document
+from llm_twin.errors import EXIT_USAGE, LLMTwinError
 from llm_twin.ingest.clean import clean_text
 
 _KNOWN = {"id", "content_type", "text", "authors", "author", "title", "link", "url", "urls", "date", "created", "name", "source"}
@@ -33,8 +34,10 @@ class RawRecord:
     author_names: list[str]
 
 
-class RecordError(ValueError):
-    pass
+class RecordError(LLMTwinError, ValueError):
+    """One input line is malformed; the reader adds its file:line."""
+
+    exit_code = EXIT_USAGE
 
 
 def _string(data: dict[str, Any], key: str, required: bool = False) -> str | None:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from llm_twin.errors import ConfigError
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -45,7 +47,7 @@ _mode = "none"
 AttributeValue = str | bool | int | float
 
 
-class TracingConfigError(RuntimeError):
+class TracingConfigError(ConfigError):
     """Tracing was requested but cannot be set up; the message says what to install or set."""
 
 

@@ -16,17 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_twin.domain.documents import Document, EmbeddedChunk
+from llm_twin.errors import InvalidInputError
 from llm_twin.settings import Settings
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 
 
-class DatasetError(ValueError):
-    pass
+class DatasetError(InvalidInputError):
+    """The dataset directory is missing or malformed; ``field`` is the option that named it."""
+
+    def __init__(self, message: str, field: str = "dataset") -> None:
+        super().__init__(field, message)
 
 
 class SplitNotFoundError(DatasetError):
     """The dataset is there but has no qrels for the asked split."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="split")
 
 
 @dataclass
@@ -264,7 +271,7 @@ def run_eval(
     ensure_ingested(local, dataset)
     helper = None
     if rerank == "llm" or hyde:
-        from llm_twin.generation.factory import build_helper_llm
+        from llm_twin.llm.factory import build_helper_llm
 
         helper = build_helper_llm(local)
     reranker = build_reranker(local, helper)

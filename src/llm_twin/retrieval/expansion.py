@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from llm_twin.generation.base import ChatMessage, GenerationParams, LLMClient, LLMTimeoutError
+from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
+from llm_twin.errors import LLMTimeoutError
 from llm_twin.retrieval.types import ExpansionResult
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_twin.generation.base import ChatMessage, GenerationParams, LLMClient, LLMTimeoutError
+from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
+from llm_twin.errors import LLMTimeoutError
 from llm_twin.retrieval.expansion import call_with_timeout
 
 HYDE_SYSTEM = (

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.base import LLMClient
+from llm_twin.llm.base import LLMClient
 from llm_twin.observability.tracing import trace_span
 from llm_twin.retrieval.expansion import QueryExpander
 from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter

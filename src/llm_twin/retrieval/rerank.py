@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.base import ChatMessage, GenerationParams, LLMClient, LLMError
+from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
+from llm_twin.errors import LLMError
 from llm_twin.models import ModelNotFoundError, find_onnx_files
 from llm_twin.retrieval.types import Reranker
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from llm_twin.domain.authors import Author, normalize_name
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.base import ChatMessage, GenerationParams, LLMClient
+from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
 from llm_twin.retrieval.expansion import call_with_timeout
 from llm_twin.retrieval.types import AuthorMatch
 from llm_twin.store.registry import AuthorRegistry

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_twin.errors import InvalidInputError, UnavailableError
 from llm_twin.training.pairs import TrainingPair
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-class TrainingUnavailableError(RuntimeError):
-    pass
+class TrainingUnavailableError(UnavailableError):
+    """torch / transformers are not installed (the message names the make target)."""
 
 
 @dataclass
@@ -130,7 +131,7 @@ class SentenceEmbedderTrainer:
         import torch
 
         if not pairs:
-            raise ValueError("no training pairs (no query has both a relevant document and a mined negative)")
+            raise InvalidInputError("dataset", "no training pairs (no query has both a relevant document and a mined negative)")
         self.warm_up()
         say = progress or (lambda _: None)
         random.seed(self.seed)

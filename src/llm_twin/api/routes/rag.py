@@ -23,7 +23,7 @@ from llm_twin.api.schemas import (
 )
 from llm_twin.api.service import ThreadedStream
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.rag import DoneEvent, RAGEvent, SourcesEvent, TokenEvent
+from llm_twin.rag.pipeline import DoneEvent, RAGEvent, SourcesEvent, TokenEvent
 
 logger = logging.getLogger(__name__)
 

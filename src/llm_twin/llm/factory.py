@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from llm_twin.generation.base import LLMClient, LLMUnavailableError
+from llm_twin.llm.base import LLMClient
+from llm_twin.errors import LLMUnavailableError
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings
@@ -19,15 +20,15 @@ def build_llm(settings: Settings) -> LLMClient:
     """The generation LLM for ``settings.llm_backend``; not warmed up (call ``warm_up()`` at startup)."""
     backend = settings.llm_backend
     if backend == "llama-cpp":
-        from llm_twin.generation.llama_cpp import LlamaCppClient
+        from llm_twin.llm.llama_cpp import LlamaCppClient
 
         return LlamaCppClient.from_settings(settings)
     if backend == "sagemaker":
-        from llm_twin.generation.sagemaker import SagemakerTGIClient
+        from llm_twin.llm.sagemaker import SagemakerTGIClient
 
         return SagemakerTGIClient(settings)
     if backend == "openai":
-        from llm_twin.generation.openai_compat import OpenAICompatibleClient
+        from llm_twin.llm.openai_compat import OpenAICompatibleClient
 
         return OpenAICompatibleClient.from_settings(settings)
     raise LLMUnavailableError(f"unknown LLM backend {backend!r}")
@@ -45,11 +46,11 @@ def build_helper_llm(settings: Settings) -> LLMClient | None:
     if backend == "none":
         return None
     if backend == "llama-cpp":
-        from llm_twin.generation.llama_cpp import LlamaCppClient
+        from llm_twin.llm.llama_cpp import LlamaCppClient
 
         return LlamaCppClient.from_settings(settings, queue_timeout_s=settings.helper_llm_timeout_s)
     if backend == "openai":
-        from llm_twin.generation.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
+        from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
 
         key = (
             settings.helper_llm_api_key.get_secret_value()

@@ -10,26 +10,14 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
-from llm_twin.errors import InvalidInputError, LLMTwinError, StoreLockedError
-from llm_twin.generation.base import LLMError
-from llm_twin.models import ModelNotFoundError
-from llm_twin.observability import TracingConfigError
-from llm_twin.settings import Settings, SettingsError, load_settings
-
-EXIT_USAGE = 2  # invalid input or configuration
-EXIT_UNAVAILABLE = 1  # store / model unavailable, generation failed
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    sys.stderr.write(f"error: {message}\n")
-    return typer.Exit(code)
+from llm_twin.cli.errors import fail, user_errors
+from llm_twin.errors import EXIT_FAILED, EXIT_USAGE, StoreLockedError
+from llm_twin.settings import Settings, load_settings
 
 
 def _settings() -> Settings:
-    try:
+    with user_errors():
         return load_settings()
-    except SettingsError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
 
 
 def serve(
@@ -46,10 +34,8 @@ def serve(
     from llm_twin.observability import configure_tracing
 
     settings = _settings()
-    try:
+    with user_errors():
         configure_tracing(settings)  # fail here with one line rather than in the lifespan
-    except TracingConfigError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = host or settings.api_host
     port = port or settings.api_port
@@ -76,7 +62,7 @@ def ask(
 ) -> None:
     """Answer QUERY, citing numbered sources: in-process, or through a running server with --url."""
     from llm_twin.api.schemas import RAGRequest, RAGResponse
-    from llm_twin.generation.rag import RAGPipeline
+    from llm_twin.rag.pipeline import RAGPipeline
     from llm_twin.observability import configure_tracing, shutdown_tracing
 
     settings = _settings()
@@ -88,40 +74,30 @@ def ask(
     except ValidationError as error:
         item = error.errors()[0]
         field = ".".join(str(p) for p in item["loc"]) or "query"
-        raise _fail(f"{field}: {str(item['msg']).removeprefix('Value error, ')}", EXIT_USAGE) from None
+        raise fail(f"{field}: {str(item['msg']).removeprefix('Value error, ')}", EXIT_USAGE) from None
     if request.expand_to_n is not None and request.expand_to_n > settings.expand_max:
-        raise _fail(f"expand_to_n: must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)", EXIT_USAGE)
+        raise fail(f"expand_to_n: must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)", EXIT_USAGE)
     arguments = {"query": request.query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
     if url:
         _ask_server(url, arguments, stream=stream, as_json=as_json, timeout_s=settings.llm_timeout_s + 60)
         return
 
     pipeline: RAGPipeline | None = None
+    hint = f"; to ask the running server use --url http://{settings.api_host}:{settings.api_port}"
     try:
-        configure_tracing(settings)
-        pipeline = RAGPipeline.from_settings(settings)
-        pipeline.warm_up()
-        if stream:
-            _print_stream(pipeline, arguments, as_json)
-        else:
-            response = RAGResponse.from_answer(pipeline.run(**arguments))
-            if as_json:
-                sys.stdout.write(response.model_dump_json(indent=2) + "\n")
+        with user_errors(hints={StoreLockedError: hint}):
+            configure_tracing(settings)
+            pipeline = RAGPipeline.from_settings(settings)
+            pipeline.warm_up()
+            if stream:
+                _print_stream(pipeline, arguments, as_json)
             else:
-                sys.stdout.write(response.answer + "\n")
-                _print_sources(response)
-    except InvalidInputError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
-    except TracingConfigError as error:
-        raise _fail(str(error), EXIT_USAGE) from None
-    except StoreLockedError as error:
-        hint = f"; to ask the running server use --url http://{settings.api_host}:{settings.api_port}"
-        raise _fail(str(error) + hint, EXIT_UNAVAILABLE) from None
-    except (LLMTwinError, LLMError, ModelNotFoundError) as error:
-        raise _fail(str(error), EXIT_UNAVAILABLE) from None
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
-        raise typer.Exit(130) from None
+                response = RAGResponse.from_answer(pipeline.run(**arguments))
+                if as_json:
+                    sys.stdout.write(response.model_dump_json(indent=2) + "\n")
+                else:
+                    sys.stdout.write(response.answer + "\n")
+                    _print_sources(response)
     finally:
         if pipeline is not None:
             pipeline.close()
@@ -146,7 +122,7 @@ def _ask_server(url: str, arguments: dict, *, stream: bool, as_json: bool, timeo
                     message = error["message"]
                 except (ValueError, KeyError, TypeError):
                     message = f"HTTP {response.status_code}"
-                raise _fail(message, EXIT_USAGE if response.status_code == 422 else EXIT_UNAVAILABLE)
+                raise fail(message, EXIT_USAGE if response.status_code == 422 else EXIT_FAILED)
             if not stream:
                 response.read()
                 answer = RAGResponse.model_validate_json(response.text)
@@ -181,14 +157,14 @@ def _ask_server(url: str, arguments: dict, *, stream: bool, as_json: bool, timeo
                         rerank=done.rerank, usage=done.usage, warnings=sources.warnings,
                     ))
                 if event == "error":
-                    raise _fail(data["error"]["message"], EXIT_UNAVAILABLE)
+                    raise fail(data["error"]["message"], EXIT_FAILED)
     except httpx.HTTPError as error:
-        raise _fail(f"cannot reach {url}: {type(error).__name__}", EXIT_UNAVAILABLE) from None
+        raise fail(f"cannot reach {url}: {type(error).__name__}", EXIT_FAILED) from None
 
 
 def _print_stream(pipeline, arguments: dict, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     from llm_twin.api.schemas import DoneEventData, RAGResponse, SourcesEventData
-    from llm_twin.generation.rag import DoneEvent, SourcesEvent, TokenEvent
+    from llm_twin.rag.pipeline import DoneEvent, SourcesEvent, TokenEvent
 
     for event in pipeline.stream(**arguments):
         if as_json:

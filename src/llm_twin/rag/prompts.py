@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.base import ChatMessage, LLMClient
+from llm_twin.errors import LLMTwinError
+from llm_twin.llm.base import ChatMessage, LLMClient
 
 TokenCounter = Callable[[str], int]
 
@@ -34,7 +35,7 @@ SYSTEM_TEMPLATE = (
 NO_CONTEXT_NOTE = "(no context blocks were found for this question)"
 
 
-class PromptBudgetError(ValueError):
+class PromptBudgetError(LLMTwinError, ValueError):
     """The instructions and question alone do not fit the context window (the caller should shorten them)."""
 
 

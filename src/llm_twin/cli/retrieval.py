@@ -11,17 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llm_twin.errors import InvalidInputError, LLMTwinError
-from llm_twin.generation.base import LLMError
-from llm_twin.models import ModelNotFoundError
-from llm_twin.settings import SHARED_DIR, SettingsError, load_settings
+from llm_twin.cli.errors import fail, user_errors
+from llm_twin.settings import SHARED_DIR, load_settings
 
-USER_ERRORS = (SettingsError, LLMTwinError, ModelNotFoundError, LLMError, ValueError)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
+#: Pipeline fields reported under the option that sets them.
+RETRIEVE_OPTIONS = {"k": "--k", "expand_to_n": "--expand", "author": "--author", "mode": "--mode"}
+EVAL_OPTIONS = {"dataset": "--dataset", "split": "--split"}
 
 
 def retrieval_json(result) -> dict:
@@ -66,28 +61,25 @@ def retrieve(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Retrieve the chunks a question would be answered from (no generation)."""
-    from llm_twin.generation.factory import build_helper_llm
+    from llm_twin.llm.factory import build_helper_llm
     from llm_twin.retrieval.pipeline import RetrievalPipeline
 
     if not query.strip():
-        raise _fail("query: must not be empty")
+        raise fail("query: must not be empty")
     if k is not None and k < 1:
-        raise _fail("--k: must be at least 1")
+        raise fail("--k: must be at least 1")
     if mode is not None and mode not in ("dense", "sparse", "hybrid"):
-        raise _fail("--mode: must be dense, sparse or hybrid")
+        raise fail("--mode: must be dense, sparse or hybrid")
     pipeline = None
     try:
-        settings = load_settings(**({"hyde": hyde} if hyde is not None else {}))
-        if expand is not None and not 1 <= expand <= settings.expand_max:
-            raise _fail(f"--expand: must be between 1 and {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
-        needs_helper = (expand or settings.expand_to_n) > 1 or settings.self_query_llm or settings.hyde
-        helper = build_helper_llm(settings) if needs_helper else None
-        pipeline = RetrievalPipeline(settings, helper_llm=helper)
-        result = pipeline.run(query, k=k, expand_to_n=expand, author=author, mode=mode)  # type: ignore[arg-type]
-    except InvalidInputError as error:
-        raise _fail(f"--{error.field.replace('_to_n', '')}: {error.message}" if error.field != "query" else str(error)) from None
-    except USER_ERRORS as error:
-        raise _fail(str(error), code=1) from None
+        with user_errors(RETRIEVE_OPTIONS):
+            settings = load_settings(**({"hyde": hyde} if hyde is not None else {}))
+            if expand is not None and not 1 <= expand <= settings.expand_max:
+                raise fail(f"--expand: must be between 1 and {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
+            needs_helper = (expand or settings.expand_to_n) > 1 or settings.self_query_llm or settings.hyde
+            helper = build_helper_llm(settings) if needs_helper else None
+            pipeline = RetrievalPipeline(settings, helper_llm=helper)
+            result = pipeline.run(query, k=k, expand_to_n=expand, author=author, mode=mode)  # type: ignore[arg-type]
     finally:
         if pipeline is not None:
             pipeline.close()
@@ -120,26 +112,20 @@ def eval_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
-    from llm_twin.retrieval.evaluation import DatasetError, SplitNotFoundError, run_eval
+    from llm_twin.retrieval.evaluation import run_eval
 
     if mode not in ("dense", "sparse", "hybrid"):
-        raise _fail("--mode: must be dense, sparse or hybrid")
+        raise fail("--mode: must be dense, sparse or hybrid")
     if rerank not in ("none", "llm", "cross-encoder"):
-        raise _fail("--rerank: must be none, llm or cross-encoder")
+        raise fail("--rerank: must be none, llm or cross-encoder")
     if fusion is not None and fusion not in ("rrf", "dbsf"):
-        raise _fail("--fusion: must be rrf or dbsf")
+        raise fail("--fusion: must be rrf or dbsf")
     if limit is not None and limit < 1:
-        raise _fail("--limit: must be at least 1")
-    try:
+        raise fail("--limit: must be at least 1")
+    with user_errors(EVAL_OPTIONS):
         overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction, "embedding_model": embedding_model}
         settings = load_settings(**{key: value for key, value in overrides.items() if value is not None})
         result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde, split=split)
-    except SplitNotFoundError as error:
-        raise _fail(f"--split: {error}") from None
-    except DatasetError as error:
-        raise _fail(f"--dataset: {error}") from None
-    except USER_ERRORS as error:
-        raise _fail(str(error), code=1) from None
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
         return

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.base import GenerationParams, LLMClient
-from llm_twin.generation.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
+from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class RAGPipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> RAGPipeline:
         """Build retrieval (with the helper LLM) and the generation LLM; call ``warm_up()`` next."""
-        from llm_twin.generation.factory import build_helper_llm, build_llm
+        from llm_twin.llm.factory import build_helper_llm, build_llm
         from llm_twin.retrieval.pipeline import RetrievalPipeline
 
         llm = build_llm(settings)

@@ -13,8 +13,9 @@ import pytest
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.errors import InvalidInputError
-from llm_twin.generation.base import ChatMessage, Completion, GenerationParams, LLMTimeoutError
-from llm_twin.generation.rag import DoneEvent, RAGPipeline, SourcesEvent, TokenEvent
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+from llm_twin.errors import LLMTimeoutError
+from llm_twin.rag.pipeline import DoneEvent, RAGPipeline, SourcesEvent, TokenEvent
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
 from llm_twin.settings import load_settings
 
@@ -199,7 +200,7 @@ def test_warm_up_and_close_reach_the_components(settings) -> None:
 
 @pytest.mark.slow
 def test_real_smollm2_answers_and_streams_the_same_way(tmp_path) -> None:
-    from llm_twin.generation.llama_cpp import LlamaCppClient
+    from llm_twin.llm.llama_cpp import LlamaCppClient
 
     settings = load_settings(data_dir=tmp_path, llm_model="smollm2-135m-instruct", llm_n_ctx=2048,
                              max_new_tokens=24, temperature=0.0)

@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from llm_twin.cli.errors import fail, user_errors
 from llm_twin.deploy.aws import error_code
-from llm_twin.deploy.errors import DeployConfigError, DeployError
 from llm_twin.deploy.plan import DeploymentPlan, build_plan, render_plan
 from llm_twin.deploy.resource_manager import Action
 from llm_twin.deploy.strategy import DeploymentStrategy, SagemakerHuggingfaceStrategy
-from llm_twin.settings import SettingsError, load_settings
+from llm_twin.errors import EXIT_FAILED
+from llm_twin.settings import load_settings
 
 
 def _progress(message: str) -> None:
@@ -28,25 +29,17 @@ def build_strategy(plan: DeploymentPlan) -> DeploymentStrategy:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Expected failures: one line on stderr and a non-zero exit, never a traceback."""
+    """Our errors through the one CLI handler; AWS client errors, which are not ours, named here."""
     try:
-        yield
-    except (SettingsError, DeployConfigError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except DeployError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        with user_errors():
+            yield
     except NoCredentialsError:
-        typer.echo("error: no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)", err=True)
-        raise typer.Exit(code=1) from None
+        raise fail("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)", EXIT_FAILED) from None
     except ClientError as error:
         message = error.response.get("Error", {}).get("Message", "")
-        typer.echo(f"error: AWS {error.operation_name} failed: {error_code(error)}: {message}", err=True)
-        raise typer.Exit(code=1) from None
+        raise fail(f"AWS {error.operation_name} failed: {error_code(error)}: {message}", EXIT_FAILED) from None
     except BotoCoreError as error:
-        typer.echo(f"error: AWS call failed: {error}", err=True)
-        raise typer.Exit(code=1) from None
+        raise fail(f"AWS call failed: {error}", EXIT_FAILED) from None
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:

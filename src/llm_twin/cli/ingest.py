@@ -12,16 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from llm_twin.errors import LLMTwinError
-from llm_twin.models import ModelNotFoundError
-from llm_twin.settings import SettingsError, load_settings
-
-DEMO_FILES = ("peps.jsonl", "peps_commits.jsonl", "packages.jsonl")
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True)
-    return typer.Exit(code)
+from llm_twin.cli.errors import fail, user_errors
+from llm_twin.settings import load_settings
 
 
 def ingest(
@@ -33,15 +25,13 @@ def ingest(
     from llm_twin.ingest.pipeline import IngestPipeline
 
     err = Console(stderr=True)
-    try:
+    with user_errors():
         settings = load_settings()
-    except SettingsError as error:
-        raise fail(str(error)) from None
-    files = list(paths) if paths else [settings.demo_data_dir / name for name in DEMO_FILES]
+    files = list(paths) if paths else settings.demo_files
     missing = [str(p) for p in files if not Path(p).is_file()]
     if missing:
         raise fail(f"no such file: {', '.join(missing)}")
-    try:
+    with user_errors():
         pipeline = IngestPipeline(settings)
         with Progress(
             TextColumn("[bold]ingest"),
@@ -66,8 +56,6 @@ def ingest(
 
             report = pipeline.run(files, on_progress=on_progress, on_total=on_total)
         pipeline.close()
-    except (LLMTwinError, ModelNotFoundError) as error:
-        raise fail(str(error), code=1) from None
 
     for bad in report.bad_lines:  # plain print: one line each, never wrapped, easy to grep
         print(bad, file=sys.stderr)

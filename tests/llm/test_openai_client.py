@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from llm_twin.generation.base import GenerationParams, LLMClient, LLMError, LLMTimeoutError, LLMUnavailableError
-from llm_twin.generation.factory import build_helper_llm, build_llm
-from llm_twin.generation.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
+from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.factory import build_helper_llm, build_llm
+from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
 from llm_twin.settings import load_settings
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is RAG?"}]

@@ -19,14 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_twin.generation.base import (
-    ChatMessage,
-    Completion,
-    GenerationParams,
-    LLMError,
-    LLMTimeoutError,
-    LLMUnavailableError,
-)
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
 from llm_twin.models import ModelNotFoundError, resolve_gguf
 
 if TYPE_CHECKING:

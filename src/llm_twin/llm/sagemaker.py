@@ -25,15 +25,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from llm_twin.generation.base import (
-    ChatMessage,
-    Completion,
-    GenerationParams,
-    LLMError,
-    LLMTimeoutError,
-    LLMUnavailableError,
-)
-from llm_twin.generation.chat_templates import ChatTemplate, template_for
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.chat_templates import ChatTemplate, template_for
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings

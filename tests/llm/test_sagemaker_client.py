@@ -11,9 +11,10 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from llm_twin.generation.base import GenerationParams, LLMClient, LLMTimeoutError, LLMUnavailableError
-from llm_twin.generation.chat_templates import alpaca, chatml, llama3, template_for
-from llm_twin.generation.sagemaker import SagemakerTGIClient, iter_tgi_stream, tgi_parameters
+from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.errors import LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.chat_templates import alpaca, chatml, llama3, template_for
+from llm_twin.llm.sagemaker import SagemakerTGIClient, iter_tgi_stream, tgi_parameters
 from llm_twin.settings import load_settings
 
 MESSAGES = [{"role": "system", "content": "You are Paul."}, {"role": "user", "content": "What is RAG?"}]

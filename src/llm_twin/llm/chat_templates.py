@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from llm_twin.generation.base import ChatMessage
+from llm_twin.llm.base import ChatMessage
 
 ChatTemplate = Callable[[Sequence[ChatMessage]], str]
 

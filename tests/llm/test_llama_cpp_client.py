@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.base import GenerationParams, LLMClient, LLMTimeoutError, LLMUnavailableError
-from llm_twin.generation.factory import build_helper_llm, build_llm
-from llm_twin.generation.llama_cpp import FairLock, LlamaCppClient, get_llama
-from llm_twin.generation.prompts import build_prompt_for_client
+from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.errors import LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.factory import build_helper_llm, build_llm
+from llm_twin.llm.llama_cpp import FairLock, LlamaCppClient, get_llama
+from llm_twin.rag.prompts import build_prompt_for_client
 from llm_twin.models import ModelNotFoundError, resolve_gguf
 from llm_twin.settings import load_settings
 

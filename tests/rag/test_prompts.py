@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.generation.base import ChatMessage, Completion, GenerationParams
-from llm_twin.generation.prompts import (
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+from llm_twin.rag.prompts import (
     NO_CONTEXT_NOTE,
     TRUNCATION_MARK,
     PromptBudgetError,

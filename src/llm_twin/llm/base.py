@@ -30,17 +30,6 @@ class Completion:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-class LLMError(RuntimeError):
-    """Base class: the message is safe to log, never returned verbatim to API clients."""
-
-
-class LLMUnavailableError(LLMError):
-    """The endpoint or model cannot be reached or loaded (HTTP 503)."""
-
-
-class LLMTimeoutError(LLMError):
-    """The endpoint did not answer in time (HTTP 504)."""
-
 
 @runtime_checkable
 class LLMClient(Protocol):

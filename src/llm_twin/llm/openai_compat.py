@@ -18,14 +18,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from llm_twin.generation.base import (
-    ChatMessage,
-    Completion,
-    GenerationParams,
-    LLMError,
-    LLMTimeoutError,
-    LLMUnavailableError,
-)
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings

@@ -1,1 +1,0 @@
-"""LLM clients (local llama.cpp, SageMaker/TGI, OpenAI-compatible) and grounded prompts."""

@@ -1,0 +1,1 @@
+"""The /rag pipeline: retrieval, the grounded prompt, generation (blocking or streamed)."""
