@@ -251,9 +251,7 @@ class IngestPipeline:
         for collection, points in by_collection.items():
             for start in range(0, len(points), 256):
                 self.store.upsert(collection, points[start : start + 256])
-        flush = getattr(self.store, "flush", None)
-        if flush:
-            flush()
+        self.store.flush()
         self.registry.record_documents(
             (doc.id, doc.content_type, self.stored_hash(doc), len(chunks), [a.id for a in doc.authors])
             for doc, chunks in group

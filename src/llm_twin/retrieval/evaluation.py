@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_twin.domain.documents import Document, EmbeddedChunk
-from llm_twin.errors import InvalidInputError
+from llm_twin.errors import InvalidInputError, UnavailableError
 from llm_twin.settings import Settings
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -282,7 +282,7 @@ def run_eval(
             from llm_twin.retrieval.hyde import HypotheticalDocumentWriter
 
             if helper is None:
-                raise ValueError("--hyde needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none)")
+                raise UnavailableError("--hyde needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none)")
             # Offline evaluation waits longer than a request would: a slow CPU is not a failure here.
             writer = HypotheticalDocumentWriter(
                 helper, local.hyde_max_new_tokens, max(local.helper_llm_timeout_s, 120.0), local.hyde_instruction

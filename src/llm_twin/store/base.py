@@ -51,7 +51,13 @@ class Hit:
 class VectorStore(Protocol):
     backend: str
 
-    def ensure_collections(self, names: list[str], dimension: int) -> None: ...
+    def ensure_collections(self, names: list[str], dimension: int) -> None:
+        """Write path: create missing collections, apply the configured quantization."""
+        ...
+
+    def open_existing(self, names: list[str]) -> None:
+        """Read path: open the collections as they are (never rewrites them); raises StoreUnavailableError."""
+        ...
 
     def upsert(self, collection: str, points: list[StoredPoint]) -> None: ...
 
@@ -63,6 +69,10 @@ class VectorStore(Protocol):
 
     def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Payloads by point id (ids that do not exist are left out)."""
+        ...
+
+    def flush(self) -> None:
+        """Make what was upserted durable before the ingest ledger records it."""
         ...
 
     def optimize(self) -> None: ...
