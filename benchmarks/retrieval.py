@@ -126,8 +126,13 @@ def rerank_costs(llm_pairs: int) -> dict:
     import tempfile
 
     from llm_twin.domain.documents import EmbeddedChunk
-    from llm_twin.retrieval.rerank import LlmYesNoReranker, NoopReranker, OnnxCrossEncoderReranker
-    from llm_twin.retrieval.testing_models import build_test_cross_encoder
+    from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker
+    from llm_twin.retrieval.rerankers.none import NoopReranker
+    from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
+
+    # The MiniLM-sized test cross-encoder is a test fixture (tests/onnx_models.py), not package code.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from onnx_models import build_test_cross_encoder
 
     passage = " ".join(["Structural pattern matching compares a subject against patterns and binds names."] * 18)
     chunks = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline, TokenScorer
 from llm_twin.errors import LLMTimeoutError, LLMUnavailableError
 from llm_twin.llm.factory import build_helper_llm, build_llm
 from llm_twin.llm.llama_cpp import FairLock, LlamaCppClient, get_llama
@@ -176,6 +177,36 @@ def test_queue_timeout_raises_llm_timeout(client: LlamaCppClient, tiny_path: Pat
     finally:
         holder.close()
     assert impatient.complete(QUESTION, SHORT).text  # and works once the model is free
+
+
+@pytest.mark.slow
+def test_complete_within_matches_complete_and_frees_the_model_at_the_deadline(client: LlamaCppClient) -> None:
+    assert isinstance(client, SupportsDeadline)
+    assert client.complete_within(QUESTION, SHORT, timeout_s=60).text == client.complete(QUESTION, SHORT).text
+    with pytest.raises(LLMTimeoutError, match="did not answer"):
+        client.complete_within(QUESTION, GenerationParams(max_new_tokens=64, temperature=0.0), timeout_s=0.001)
+    assert not client.shared.lock.locked()  # generation stopped at the deadline, not abandoned
+    holder = client.stream(QUESTION, GenerationParams(max_new_tokens=32, temperature=0.0))
+    next(holder)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LLMTimeoutError, match="busy"):
+            client.complete_within(QUESTION, SHORT, timeout_s=0.2)  # waits no longer than the deadline
+        assert time.monotonic() - started < 5
+    finally:
+        holder.close()
+
+
+@pytest.mark.slow
+def test_next_token_logprobs_are_log_probabilities(client: LlamaCppClient) -> None:
+    assert isinstance(client, TokenScorer)
+    messages = [{"role": "user", "content": "Is Paris the capital of France? Answer Yes or No."}]
+    scores = client.next_token_logprobs(messages, ["Yes", "No"])
+    assert set(scores) == {"Yes", "No"}
+    assert all(v < 0 for v in scores.values()) and sum(math.exp(v) for v in scores.values()) <= 1 + 1e-6
+    assert not client.shared.lock.locked()
+    client.complete(QUESTION, SHORT)  # the model state is reset before each evaluation
+    assert client.next_token_logprobs(messages, ["Yes", "No"]) == pytest.approx(scores, abs=1e-4)
 
 
 @pytest.mark.slow

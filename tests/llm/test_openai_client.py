@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline, TokenScorer
 from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
 from llm_twin.llm.factory import build_helper_llm, build_llm
 from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
@@ -184,6 +184,39 @@ def test_unreachable_server_is_unavailable() -> None:
     with pytest.raises(LLMUnavailableError, match="cannot reach"):
         make_client(f"http://127.0.0.1:{port}/v1", max_retries=2).complete(MESSAGES, PARAMS)
     assert time.monotonic() - started < 3  # bounded backoff
+
+
+def test_complete_within_bounds_the_wait(server: FakeOpenAI) -> None:
+    client = make_client(server.url, timeout_s=5.0)
+    assert isinstance(client, SupportsDeadline)
+    assert client.complete_within(MESSAGES, PARAMS, timeout_s=2.0).text.startswith("RAG grounds")
+    server.script = [Reply(delay_s=1.0)]
+    started = time.monotonic()
+    with pytest.raises(LLMTimeoutError):
+        client.complete_within(MESSAGES, PARAMS, timeout_s=0.3)
+    assert time.monotonic() - started < 0.9  # the request's own timeout was cut to the time left
+
+
+def test_complete_within_does_not_retry_past_the_deadline(server: FakeOpenAI) -> None:
+    server.script = [Reply(status=503, headers={"Retry-After": "5"})]
+    started = time.monotonic()
+    with pytest.raises(LLMTimeoutError, match="within 1s"):
+        make_client(server.url).complete_within(MESSAGES, PARAMS, timeout_s=1.0)
+    assert time.monotonic() - started < 1.0 and len(server.requests) == 1
+
+
+def test_next_token_logprobs_asks_for_one_token_with_top_logprobs(server: FakeOpenAI) -> None:
+    top = [{"token": "Yes", "logprob": -0.2}, {"token": " no", "logprob": -1.8}, {"token": "Maybe", "logprob": -3.0}]
+    body = {"choices": [{"logprobs": {"content": [{"token": "Yes", "logprob": -0.2, "top_logprobs": top}]}}]}
+    server.script = [Reply(body=body)]
+    client = make_client(server.url)
+    assert isinstance(client, TokenScorer)
+    assert client.next_token_logprobs(MESSAGES, ["Yes", "No"]) == {"Yes": -0.2, " no": -1.8}
+    sent = server.requests[0]["json"]
+    assert (sent["max_tokens"], sent["temperature"], sent["logprobs"], sent["top_logprobs"]) == (1, 0.0, True, 20)
+    server.script = [Reply(body=completion_body("Yes"))]  # a server without logprobs support
+    with pytest.raises(LLMError, match="no logprobs"):
+        client.next_token_logprobs(MESSAGES, ["Yes", "No"])
 
 
 def test_count_tokens_estimates_four_chars_per_token() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llm_twin.errors import LLMError, LLMTimeoutError
-from llm_twin.retrieval.expansion import QueryExpander, call_with_timeout, parse_reformulations
+from llm_twin.retrieval.expansion import QueryExpander, parse_reformulations
 
 from llm_fakes import FakeLLM
 
@@ -105,12 +105,6 @@ def test_expander_timeout_falls_back_quickly() -> None:
     assert time.perf_counter() - started < 1.5
     assert result.queries == [ORIGINAL]
     assert result.error and "timed out" in result.error
-
-
-def test_call_with_timeout_passes_results_and_errors() -> None:
-    assert call_with_timeout(lambda: 42, 1.0) == 42
-    with pytest.raises(ZeroDivisionError):
-        call_with_timeout(lambda: 1 / 0, 1.0)
 
 
 def test_expander_is_thread_safe() -> None:

@@ -11,21 +11,18 @@ import numpy as np
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.llm.base import Completion
+from llm_twin.llm.base import Completion, TokenScorer
 from llm_twin.models import ModelNotFoundError
-from llm_twin.retrieval.rerank import (
-    LlmYesNoReranker,
-    NoopReranker,
-    OnnxCrossEncoderReranker,
-    RerankerConfigError,
-    SentenceTransformersCrossEncoderReranker,
-    build_reranker,
-    logits_to_scores,
-    parse_openai_logprobs,
-    yes_no_score,
-)
-from llm_twin.retrieval.testing_models import build_test_cross_encoder
+from llm_twin.llm.openai_compat import parse_openai_logprobs
+from llm_twin.retrieval.rerankers.base import RerankerConfigError, logits_to_scores
+from llm_twin.retrieval.rerankers.factory import build_reranker
+from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker, yes_no_score
+from llm_twin.retrieval.rerankers.none import NoopReranker
+from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
+from llm_twin.retrieval.rerankers.st_cross_encoder import SentenceTransformersCrossEncoderReranker
 from llm_twin.settings import load_settings
+
+from onnx_models import build_test_cross_encoder
 
 QUERY = "How does Python's structural pattern matching work?"
 PASSAGES = [
@@ -156,7 +153,7 @@ def _settings(tmp_path: Path, **overrides):
 
 
 def test_auto_is_none_when_nothing_is_configured(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="llm_twin.retrieval.rerank"):
+    with caplog.at_level(logging.WARNING, logger="llm_twin.retrieval.rerankers.factory"):
         reranker = build_reranker(_settings(tmp_path, rerank_backend="auto", rerank_model=None))
     assert isinstance(reranker, NoopReranker) and reranker.name == "none"
     assert "LLM_TWIN_RERANK_MODEL" in reranker.reason
@@ -243,6 +240,28 @@ def test_llm_reranker_with_a_text_only_client() -> None:
     assert all(c.score == -1.0 for c in ranked[3:])
 
 
+class _LogprobsForPatterns(_YesForPatterns):
+    """A client with next-token log-probabilities: the more "match" in the passage, the likelier Yes."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, ...]] = []
+
+    def next_token_logprobs(self, messages, candidates) -> dict[str, float]:
+        self.asked.append(tuple(candidates))
+        p_yes = min(0.9, 0.1 + 0.2 * messages[-1]["content"].split("Passage:")[1].lower().count("match"))
+        return {"Yes": float(np.log(p_yes)), " no": float(np.log(1 - p_yes)), "Maybe": -5.0}
+
+
+def test_llm_reranker_prefers_log_probabilities() -> None:
+    client = _LogprobsForPatterns()
+    assert isinstance(client, TokenScorer)
+    ranked = LlmYesNoReranker(client, top_n=20).run(QUERY, _chunks(), top_k=3)
+    assert [c.id for c in ranked] == ["c4", "c0", "c6"]  # graded: two "match"es beat one; ties keep search order
+    assert ranked[0].score == pytest.approx(np.log(0.5 / 0.5))
+    assert ranked[1].score == pytest.approx(np.log(0.3 / 0.7))
+    assert client.asked and {"Yes", "No", " yes", " no"} <= set(client.asked[0])
+
+
 def test_yes_no_score_from_logprobs() -> None:
     assert yes_no_score({"Yes": -0.1, "No": -2.4}) == pytest.approx(2.3)
     combined = yes_no_score({"Yes": np.log(0.3), " yes": np.log(0.2), "No": np.log(0.5)})
@@ -260,7 +279,7 @@ def test_parse_openai_logprobs() -> None:
             }]},
         }]
     }
-    assert parse_openai_logprobs(body) == pytest.approx(1.6)
+    assert yes_no_score(parse_openai_logprobs(body)) == pytest.approx(1.6)
 
 
 @pytest.mark.slow
@@ -273,7 +292,8 @@ def test_llm_reranker_with_local_gguf(tmp_path: Path) -> None:
         pytest.skip(f"SmolLM2 GGUF not usable here: {error}")
     reranker = LlmYesNoReranker(rerank_client, top_n=3)
     ranked = reranker.run(QUERY, _chunks(), top_k=3)
-    assert reranker._scorer is not None and reranker._scorer.__qualname__.startswith("_llama_cpp_scorer")
+    assert isinstance(rerank_client, TokenScorer)  # scored from log-probabilities, not the text fallback
+    assert reranker._scorer is not None and reranker._scorer.__qualname__.startswith("_logprob_scorer")
     assert len(ranked) == 3
     assert all(np.isfinite(c.score) and c.metadata["rerank_score"] == c.score for c in ranked)
     assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)

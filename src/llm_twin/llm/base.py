@@ -1,8 +1,13 @@
-"""The one protocol every LLM backend implements: complete and stream chat messages."""
+"""The protocol every LLM backend implements (complete and stream chat messages), and the optional
+capabilities a backend may add: bounding a whole call in time, and scoring next tokens.
+
+Callers test a capability with ``isinstance`` (the protocols are runtime-checkable), so they never
+need to know which client they hold or touch its internals.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict, runtime_checkable
 
@@ -30,7 +35,6 @@ class Completion:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-
 @runtime_checkable
 class LLMClient(Protocol):
     #: Name reported in responses and traces.
@@ -49,3 +53,28 @@ class LLMClient(Protocol):
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
         """Yield text pieces as they are generated."""
+
+
+@runtime_checkable
+class SupportsDeadline(Protocol):
+    """A client that bounds a whole completion itself: queue wait, retries and generation."""
+
+    def complete_within(self, messages: list[ChatMessage], params: GenerationParams, timeout_s: float) -> Completion:
+        """``complete`` that raises ``LLMTimeoutError`` once ``timeout_s`` has passed.
+
+        Nothing keeps running for the call afterwards (the model is free again), unlike a call that
+        is merely abandoned by its caller.
+        """
+
+
+@runtime_checkable
+class TokenScorer(Protocol):
+    """A client that can read the model's next-token log-probabilities (the LLM reranker uses it)."""
+
+    def next_token_logprobs(self, messages: list[ChatMessage], candidates: Sequence[str]) -> dict[str, float]:
+        """Log-probability of each candidate as the first token of the answer to ``messages``.
+
+        A candidate of several tokens is scored by its first token. Keys are the token texts that
+        match a candidate (case and surrounding whitespace aside); a candidate the backend cannot see
+        (outside a remote endpoint's top-k list) is missing.
+        """

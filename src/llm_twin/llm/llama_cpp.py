@@ -13,14 +13,16 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+import numpy as np
+
 from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.models import ModelNotFoundError, resolve_gguf
 
 if TYPE_CHECKING:
@@ -162,6 +164,7 @@ class LlamaCppClient:
         self._n_threads = n_threads
         self._queue_timeout_s = queue_timeout_s
         self._shared: SharedLlama | None = None
+        self._formatter: tuple[Any, str] | None = None  # (Jinja2ChatFormatter or None, BOS text), built on first use
         self._warm_lock = threading.Lock()
 
     @classmethod
@@ -209,11 +212,11 @@ class LlamaCppClient:
 
     def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
         shared = self.shared
-        with self._turn(shared):
+        with self._turn(shared, self._queue_timeout_s):
             started = time.perf_counter()
             try:
                 response: Any = shared.llama.create_chat_completion(
-                    messages=list(messages), stream=False, **self._sampling(params)
+                    messages=_llama_messages(messages), stream=False, **self._sampling(params)
                 )
             except Exception as error:
                 raise LLMError(f"llama.cpp generation failed: {error}") from error
@@ -234,11 +237,70 @@ class LlamaCppClient:
         Consumers that stop early should ``close()`` the generator (Starlette does when the client
         disconnects; CPython also closes it when the last reference goes away).
         """
+        return self._stream(messages, params, self._queue_timeout_s)
+
+    # --- capabilities (llm.base.SupportsDeadline, llm.base.TokenScorer) ------------------------
+
+    def complete_within(self, messages: list[ChatMessage], params: GenerationParams, timeout_s: float) -> Completion:
+        """``complete`` bounded as a whole: queue wait plus generation stop at ``timeout_s``.
+
+        Generates through the stream so the deadline is checked after every piece and the model is
+        released as soon as it passes; prompt evaluation itself cannot be interrupted. Token usage
+        is not reported on this path (llama.cpp streams carry none).
+        """
+        deadline = time.monotonic() + timeout_s
+        started = time.perf_counter()
+        pieces: list[str] = []
+        stream = self._stream(messages, params, min(self._queue_timeout_s, timeout_s))
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                if time.monotonic() > deadline:
+                    raise LLMTimeoutError(f"local model did not answer within {timeout_s:g}s")
+        finally:
+            stream.close()  # frees the model for the next request now, not when garbage-collected
+        elapsed = time.perf_counter() - started
+        return Completion(
+            text="".join(pieces), extra={"model": self.model_name, "generation_seconds": round(elapsed, 3)}
+        )
+
+    def next_token_logprobs(self, messages: list[ChatMessage], candidates: Sequence[str]) -> dict[str, float]:
+        """Log-probabilities of the candidates' first tokens after the chat-formatted prompt.
+
+        One forward pass over the prompt and only the last position's logits are read, so the model
+        needs no ``logits_all`` (which would cost memory for every position).
+        """
         shared = self.shared
-        with self._turn(shared):
+        llama = shared.llama
+        prompt, add_bos = self._chat_prompt(messages)
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        first_tokens: dict[str, int] = {}
+        for word in candidates:
+            ids = llama.tokenize(word.encode("utf-8"), add_bos=False, special=False)
+            if ids:
+                first_tokens[word] = ids[0]
+        with self._turn(shared, self._queue_timeout_s):
+            try:
+                llama.reset()
+                llama.eval(tokens)
+                logits = self._last_logits(llama)
+            except Exception as error:
+                raise LLMError(f"llama.cpp evaluation failed: {error}") from error
+        # log-softmax over the vocabulary, in float64 so candidates far below the top keep their order
+        shifted = logits.astype(np.float64) - float(logits.max())
+        log_norm = float(np.log(np.exp(shifted).sum()))
+        return {word: float(shifted[token]) - log_norm for word, token in first_tokens.items()}
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _stream(
+        self, messages: list[ChatMessage], params: GenerationParams, queue_timeout_s: float
+    ) -> Generator[str, None, None]:
+        shared = self.shared
+        with self._turn(shared, queue_timeout_s):
             try:
                 chunks: Any = shared.llama.create_chat_completion(
-                    messages=list(messages), stream=True, **self._sampling(params)
+                    messages=_llama_messages(messages), stream=True, **self._sampling(params)
                 )
             except Exception as error:
                 raise LLMError(f"llama.cpp generation failed: {error}") from error
@@ -256,18 +318,61 @@ class LlamaCppClient:
                 if close is not None:
                     close()  # stop llama.cpp's own generator before the next request takes the model
 
-    # --- internals ---------------------------------------------------------------------------
-
     @contextmanager
-    def _turn(self, shared: SharedLlama) -> Iterator[None]:
-        if not shared.lock.acquire(timeout=self._queue_timeout_s):
+    def _turn(self, shared: SharedLlama, timeout_s: float) -> Iterator[None]:
+        if not shared.lock.acquire(timeout=max(0.0, timeout_s)):
             raise LLMTimeoutError(
-                f"local model busy: waited {self._queue_timeout_s:g}s in a queue of {shared.lock.queue_length + 1}"
+                f"local model busy: waited {timeout_s:g}s in a queue of {shared.lock.queue_length + 1}"
             )
         try:
             yield
         finally:
             shared.lock.release()
+
+    def _chat_prompt(self, messages: list[ChatMessage]) -> tuple[str, bool]:
+        """``messages`` rendered with the GGUF's chat template, and whether a BOS token must be added.
+
+        ``create_chat_completion`` renders internally and exposes no prompt, so the template is
+        rendered here the same way llama-cpp-python does (Jinja2ChatFormatter with the BOS/EOS
+        texts of the vocabulary). Without a template, plain text ending in "Answer:".
+        """
+        if self._formatter is None:
+            self._formatter = self._build_formatter(self.shared.llama)
+        formatter, bos_text = self._formatter
+        if formatter is None:
+            return "\n\n".join(m["content"] for m in messages) + "\nAnswer:", True
+        prompt: str = formatter(messages=messages).prompt
+        return prompt, not (bos_text and prompt.startswith(bos_text))
+
+    @staticmethod
+    def _build_formatter(llama: Llama) -> tuple[Any, str]:
+        import llama_cpp
+        from llama_cpp import llama_chat_format
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None, ""
+        # Token texts through the public low-level API (what llama-cpp-python reads for its own handler).
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+
+        def text(token: int) -> str:
+            return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8") if token >= 0 else ""
+
+        bos = text(llama.token_bos())
+        formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=text(llama.token_eos()), bos_token=bos)
+        return formatter, bos
+
+    @staticmethod
+    def _last_logits(llama: Llama) -> np.ndarray:
+        """Logits of the last evaluated position.
+
+        ``Llama.scores`` / ``eval_logits`` are filled only with ``logits_all=True`` (llama-cpp-python
+        0.3 samples inside llama.cpp), so the context's logits are read through the low-level API.
+        """
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(llama.n_vocab(),)).copy()
 
     @staticmethod
     def _sampling(params: GenerationParams) -> dict[str, Any]:
@@ -278,3 +383,8 @@ class LlamaCppClient:
             "repeat_penalty": params.repetition_penalty,
             "stop": list(params.stop) or None,
         }
+
+
+def _llama_messages(messages: list[ChatMessage]) -> list[Any]:
+    # llama-cpp-python types messages with one TypedDict per role, which a ``role: str`` cannot match.
+    return list(messages)

@@ -12,14 +12,15 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
 
-from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings
@@ -30,6 +31,21 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 #: Worth another try: rate limits and server-side trouble. Other 4xx are our bug; retrying won't help.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
+#: How many alternatives a logprobs request asks for (OpenAI's maximum).
+TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    at: float  # on the time.monotonic() clock
+    budget_s: float  # what the caller allowed, for messages
+
+    @classmethod
+    def after(cls, seconds: float) -> _Deadline:
+        return cls(time.monotonic() + seconds, seconds)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
 
 
 class OpenAICompatibleClient:
@@ -107,20 +123,7 @@ class OpenAICompatibleClient:
         return int(len(text) / self._chars_per_token) + 1
 
     def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
-        response = self._send(self._payload(messages, params, stream=False), stream=False)
-        try:
-            body = response.json()
-            choice = body["choices"][0]
-            usage = body.get("usage") or {}
-            return Completion(
-                text=(choice.get("message") or {}).get("content") or "",
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-                finish_reason=choice.get("finish_reason"),
-                extra={"model": body.get("model", self.model_name)},
-            )
-        except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise LLMError(f"malformed chat completion from {self.base_url}: {error}") from error
+        return self._complete(messages, params, deadline=None)
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
         """Yield content deltas from the server-sent events; retries happen only before the first byte."""
@@ -149,7 +152,53 @@ class OpenAICompatibleClient:
         finally:
             response.close()
 
+    # --- capabilities (llm.base.SupportsDeadline, llm.base.TokenScorer) ------------------------
+
+    def complete_within(self, messages: list[ChatMessage], params: GenerationParams, timeout_s: float) -> Completion:
+        """``complete`` bounded as a whole: each try waits at most the time left, and no retry starts
+        (nor backoff sleeps) past the deadline."""
+        return self._complete(messages, params, deadline=_Deadline.after(timeout_s))
+
+    def next_token_logprobs(self, messages: list[ChatMessage], candidates: Sequence[str]) -> dict[str, float]:
+        """A one-token completion with ``top_logprobs`` (OpenAI, vLLM and the llama.cpp server support it).
+
+        Only the top 20 tokens are reported, so an unlikely candidate may be missing from the result.
+        """
+        payload = {
+            "model": self.model_name,
+            "messages": list(messages),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS,
+        }
+        response = self._send(payload, stream=False)
+        try:
+            table = parse_openai_logprobs(response.json())
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise LLMError(f"no logprobs in the response from {self.base_url}: {error}") from error
+        wanted = {c.strip().casefold() for c in candidates}
+        return {token: logprob for token, logprob in table.items() if token.strip().casefold() in wanted}
+
     # --- internals ---------------------------------------------------------------------------
+
+    def _complete(
+        self, messages: list[ChatMessage], params: GenerationParams, *, deadline: _Deadline | None
+    ) -> Completion:
+        response = self._send(self._payload(messages, params, stream=False), stream=False, deadline=deadline)
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            usage = body.get("usage") or {}
+            return Completion(
+                text=(choice.get("message") or {}).get("content") or "",
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                finish_reason=choice.get("finish_reason"),
+                extra={"model": body.get("model", self.model_name)},
+            )
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise LLMError(f"malformed chat completion from {self.base_url}: {error}") from error
 
     def _payload(self, messages: list[ChatMessage], params: GenerationParams, *, stream: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -166,24 +215,36 @@ class OpenAICompatibleClient:
             payload["repetition_penalty"] = params.repetition_penalty
         return payload
 
-    def _send(self, payload: dict[str, Any], *, stream: bool) -> httpx.Response:
-        """POST with bounded retries on connect errors, 408/429/5xx; returns a 2xx response."""
+    def _send(
+        self, payload: dict[str, Any], *, stream: bool, deadline: _Deadline | None = None
+    ) -> httpx.Response:
+        """POST with bounded retries on connect errors, 408/429/5xx; returns a 2xx response.
+
+        With a ``deadline`` every try waits at most the time left, and none starts after it.
+        """
         self.warm_up()
         assert self._http is not None
         attempts = self._max_retries + 1
+        timeout_s = self._timeout_s
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            if deadline is not None:
+                timeout_s = min(self._timeout_s, deadline.left())
+                if timeout_s <= 0:
+                    raise LLMTimeoutError(f"{self.base_url} did not answer within {deadline.budget_s:g}s")
             try:
-                request = self._http.build_request("POST", "/chat/completions", json=payload)
+                request = self._http.build_request(
+                    "POST", "/chat/completions", json=payload, timeout=httpx.Timeout(timeout_s)
+                )
                 response = self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 if last:
                     raise LLMUnavailableError(f"cannot reach {self.base_url}: {error}") from error
-                self._sleep(attempt, None, f"connect error: {error}")
+                self._sleep(attempt, None, f"connect error: {error}", deadline)
                 continue
             except httpx.TimeoutException as error:
                 # The server accepted the request but did not answer: retrying would double the wait.
-                raise LLMTimeoutError(f"{self.base_url} did not answer within {self._timeout_s:g}s") from error
+                raise LLMTimeoutError(f"{self.base_url} did not answer within {round(timeout_s, 2):g}s") from error
             except httpx.TransportError as error:
                 raise LLMUnavailableError(f"transport error talking to {self.base_url}: {error}") from error
 
@@ -192,7 +253,7 @@ class OpenAICompatibleClient:
             detail = _error_detail(response)
             response.close()
             if response.status_code in RETRY_STATUS and not last:
-                self._sleep(attempt, response.headers.get("retry-after"), f"HTTP {response.status_code}")
+                self._sleep(attempt, response.headers.get("retry-after"), f"HTTP {response.status_code}", deadline)
                 continue
             if response.status_code in (408, 504):
                 raise LLMTimeoutError(f"{self.base_url} timed out (HTTP {response.status_code})")
@@ -203,13 +264,15 @@ class OpenAICompatibleClient:
             raise LLMError(f"{self.base_url} rejected the request (HTTP {response.status_code}): {detail}")
         raise AssertionError("unreachable")
 
-    def _sleep(self, attempt: int, retry_after: str | None, reason: str) -> None:
+    def _sleep(self, attempt: int, retry_after: str | None, reason: str, deadline: _Deadline | None) -> None:
         delay = self._backoff_s * (2**attempt) * (1 + random.random() * 0.25)  # jitter: spread herds
         if retry_after:
             try:
                 delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_S))
             except ValueError:
                 pass  # HTTP-date form: keep the computed backoff
+        if deadline is not None and delay >= deadline.left():
+            raise LLMTimeoutError(f"{self.base_url} did not answer within {deadline.budget_s:g}s ({reason})")
         logger.warning("%s from %s; retry %d/%d in %.2fs", reason, self.base_url, attempt + 1, self._max_retries, delay)
         time.sleep(delay)
 
@@ -227,3 +290,11 @@ def _error_detail(response: httpx.Response) -> str:
     error = body.get("error", body) if isinstance(body, dict) else body
     message = error.get("message", error) if isinstance(error, dict) else error
     return str(message)[:300]
+
+
+def parse_openai_logprobs(body: dict[str, Any]) -> dict[str, float]:
+    """Token text -> log-probability for the first generated token: its top list and the token itself."""
+    content = body["choices"][0]["logprobs"]["content"][0]
+    table = {item["token"]: float(item["logprob"]) for item in content.get("top_logprobs") or []}
+    table.setdefault(content["token"], float(content["logprob"]))
+    return table

@@ -262,7 +262,7 @@ def run_eval(
     """The `llm-twin eval retrieval` flow: load, ingest once, search the ``split`` queries, score."""
     import sys
 
-    from llm_twin.retrieval.rerank import build_reranker
+    from llm_twin.retrieval.rerankers.factory import build_reranker
 
     dataset = load_beir(dataset_dir, split)
     local = eval_settings(settings, dataset.name).model_copy(update={"rerank_backend": rerank})

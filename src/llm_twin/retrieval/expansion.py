@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
-from llm_twin.errors import LLMTimeoutError
+from llm_twin.llm.helper import ask_helper
 from llm_twin.retrieval.types import ExpansionResult
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings
-
-T = TypeVar("T")
 
 SEPARATOR = "#next-question#"
 EXPAND_SYSTEM = (
@@ -40,31 +36,6 @@ _PREAMBLE = re.compile(r"^(?:sure|here\s+(?:are|is)|certainly|okay|ok\b|alternat
 _ANSWER_SHAPED = re.compile(r"^(?:a|answer|response)\s*:", re.IGNORECASE)  # small models answer instead
 _HASH_SEPARATOR = re.compile(r"#+\s*next[-_ ]?question\s*#*|\s#+\s", re.IGNORECASE)
 _INTERJECTION = re.compile(r"^(?:sure|certainly|okay|ok|of course)\s*[!,.:]\s*", re.IGNORECASE)
-
-
-def call_with_timeout(fn: Callable[[], T], timeout_s: float) -> T:
-    """``fn()`` in a daemon thread; ``LLMTimeoutError`` once ``timeout_s`` passes.
-
-    The call is abandoned, not killed (Python cannot stop a thread): it finishes in the background
-    and its result is dropped. A daemon thread, unlike an executor's worker, never delays shutdown.
-    """
-    done = threading.Event()
-    box: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = error
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="helper-llm-call", daemon=True).start()
-    if not done.wait(timeout_s):
-        raise LLMTimeoutError(f"helper LLM did not answer within {timeout_s:g}s")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
 
 
 def _dedupe_key(text: str) -> str:
@@ -168,23 +139,16 @@ class QueryExpander:
         if self.llm is None:
             return ExpansionResult(queries=[query], error="no helper LLM configured; searched with the original query only")
         want = n - 1
-        llm = self.llm
         messages: list[ChatMessage] = [
             # One more than needed: small models often repeat the question as their first line.
             {"role": "system", "content": EXPAND_SYSTEM.format(k=want + 1)},
             {"role": "user", "content": f"Question: {query}"},
         ]
         params = GenerationParams(max_new_tokens=min(48 * (want + 1) + 32, 512), temperature=0.3, top_p=0.9)
-        try:
-            completion = call_with_timeout(lambda: llm.complete(messages, params), self.timeout_s)
-        except Exception as error:  # noqa: BLE001 - retrieval goes on with the original query
-            kind = "timed out" if isinstance(error, (LLMTimeoutError, TimeoutError)) else "failed"
-            return ExpansionResult(queries=[query], error=f"query expansion {kind} ({_describe(error)}); searched with the original query only")
-        extra = parse_reformulations(completion.text, query, want)
+        answer = ask_helper(self.llm, messages, params, self.timeout_s)
+        if answer.text is None:  # retrieval goes on with the original query
+            return ExpansionResult(queries=[query], error=f"query expansion {answer.failure} ({answer.error}); searched with the original query only")
+        extra = parse_reformulations(answer.text, query, want)
         if not extra:
             return ExpansionResult(queries=[query], error="helper LLM returned no usable reformulation; searched with the original query only")
         return ExpansionResult(queries=[query, *extra])
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
-from llm_twin.errors import LLMTimeoutError
-from llm_twin.retrieval.expansion import call_with_timeout
+from llm_twin.llm.helper import ask_helper
 
 HYDE_SYSTEM = (
     "You write a short passage from a document that answers or discusses the user's question or claim. "
@@ -69,16 +68,13 @@ class HypotheticalDocumentWriter:
     def run(self, query: str) -> HydeResult:
         if self.llm is None:
             return HydeResult(None, "HyDE needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none); searched without it")
-        llm = self.llm
         messages = self.messages(query)
         # Greedy: the passage should be the model's most typical wording, and reproducible.
         params = GenerationParams(max_new_tokens=self.max_new_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.1)
-        try:
-            completion = call_with_timeout(lambda: llm.complete(messages, params), self.timeout_s)
-        except Exception as error:  # noqa: BLE001 - retrieval goes on without the passage
-            kind = "timed out" if isinstance(error, (LLMTimeoutError, TimeoutError)) else "failed"
-            return HydeResult(None, f"HyDE passage {kind} ({type(error).__name__}); searched without it")
-        passage = clean_passage(completion.text)
+        answer = ask_helper(self.llm, messages, params, self.timeout_s)
+        if answer.text is None:  # retrieval goes on without the passage
+            return HydeResult(None, f"HyDE passage {answer.failure} ({answer.error_type}); searched without it")
+        passage = clean_passage(answer.text)
         if len(passage) < 20:
             return HydeResult(None, "helper LLM returned no usable HyDE passage; searched without it")
         return HydeResult(passage)

@@ -17,7 +17,7 @@ from llm_twin.llm.base import LLMClient
 from llm_twin.observability.tracing import trace_span
 from llm_twin.retrieval.expansion import QueryExpander
 from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter
-from llm_twin.retrieval.rerank import build_reranker
+from llm_twin.retrieval.rerankers.factory import build_reranker
 from llm_twin.retrieval.search import QdrantHybridRetriever
 from llm_twin.retrieval.self_query import SelfQuery
 from llm_twin.retrieval.types import AuthorMatch, Reranker, RetrievalResult

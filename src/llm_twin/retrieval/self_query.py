@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 from llm_twin.domain.authors import Author, normalize_name
 from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
-from llm_twin.retrieval.expansion import call_with_timeout
+from llm_twin.llm.helper import ask_helper
 from llm_twin.retrieval.types import AuthorMatch
 from llm_twin.store.registry import AuthorRegistry
 
@@ -436,17 +436,15 @@ class SelfQuery:
 
     def _ask_llm(self, query: str, fallback: AuthorMatch) -> AuthorMatch:
         assert self.llm is not None
-        llm = self.llm
         messages: list[ChatMessage] = [
             {"role": "system", "content": EXTRACT_SYSTEM},
             {"role": "user", "content": f"Question: {query}\nName:"},
         ]
         params = GenerationParams(max_new_tokens=16, temperature=0.0, stop=("\n",))
-        try:
-            completion = call_with_timeout(lambda: llm.complete(messages, params), self.timeout_s)
-        except Exception as error:  # noqa: BLE001 - any helper failure degrades to "no filter"
-            return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM failed: {_describe(error)}")
-        name = parse_extracted_name(completion.text)
+        answer = ask_helper(self.llm, messages, params, self.timeout_s)
+        if answer.text is None:  # any helper failure degrades to "no filter"
+            return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM failed: {answer.error}")
+        name = parse_extracted_name(answer.text)
         if name is None:
             return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM found no name either")
         query_words = {t.norm for t in _tokens(query)}
@@ -460,7 +458,3 @@ class SelfQuery:
             candidates=resolved.candidates if resolved.author is None and "ambiguous" in resolved.reason else [],
             matched_text=name,
         )
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

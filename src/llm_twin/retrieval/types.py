@@ -28,6 +28,8 @@ class ExpansionResult:
 class Reranker(Protocol):
     #: Backend name reported in responses: "cross-encoder" | "llm" | "none".
     name: str
+    #: The backend and its model, for logs: "cross-encoder (models/cross-encoder/x)", "none (why)".
+    description: str
 
     def warm_up(self) -> None: ...
 

@@ -1,0 +1,89 @@
+"""Build the reranker the settings ask for; a configured model that cannot be found is an error."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llm_twin.llm.base import LLMClient
+from llm_twin.models import ModelNotFoundError, find_onnx_files
+from llm_twin.retrieval.rerankers.base import RERANK_MODEL_ENV, RerankerConfigError, resolve_cross_encoder
+from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker
+from llm_twin.retrieval.rerankers.none import NoopReranker
+from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
+from llm_twin.retrieval.rerankers.st_cross_encoder import SentenceTransformersCrossEncoderReranker
+from llm_twin.retrieval.types import Reranker
+
+if TYPE_CHECKING:
+    from llm_twin.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def find_local_cross_encoder(models_dir: Path) -> Path | None:
+    """First directory under ``models_dir/cross-encoder/`` holding an ONNX export, by name."""
+    root = Path(models_dir) / "cross-encoder"
+    if not root.is_dir():
+        return None
+    for candidate in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            find_onnx_files(candidate, model_id=candidate.name)
+        except ModelNotFoundError:
+            continue
+        return candidate
+    return None
+
+
+def _cross_encoder(model: str, settings: Settings) -> Reranker:
+    directory = resolve_cross_encoder(model, settings.models_dir)
+    try:
+        find_onnx_files(directory, model_id=model)
+    except ModelNotFoundError as onnx_error:
+        try:
+            import sentence_transformers  # noqa: F401  (optional backend)
+        except ImportError:
+            raise RerankerConfigError(
+                f"{onnx_error}; export the cross-encoder to ONNX (model.onnx + tokenizer.json) "
+                f"or install sentence-transformers ({RERANK_MODEL_ENV}={model})"
+            ) from onnx_error
+        return SentenceTransformersCrossEncoderReranker(directory, top_n=settings.rerank_top_n)
+    return OnnxCrossEncoderReranker(model, models_dir=settings.models_dir, top_n=settings.rerank_top_n)
+
+
+def build_reranker(settings: Settings, helper_llm: LLMClient | None = None) -> Reranker:
+    """The reranker for ``settings.rerank_backend`` (not warmed up).
+
+    ``auto``: the cross-encoder when ``rerank_model`` is set or one is found under
+    ``models_dir/cross-encoder/*``, otherwise ``none`` (logged, and reported in every response).
+    A configured model that cannot be found is an error, never a silent fallback.
+    """
+    backend = settings.rerank_backend
+    if backend == "none":
+        return NoopReranker("LLM_TWIN_RERANK_BACKEND=none")
+    if backend == "llm":
+        if helper_llm is None:
+            raise RerankerConfigError(
+                "LLM_TWIN_RERANK_BACKEND=llm needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none)"
+            )
+        return LlmYesNoReranker(helper_llm, top_n=settings.rerank_top_n)
+    model = settings.rerank_model
+    if model is None:
+        found = find_local_cross_encoder(settings.models_dir)
+        if found is not None:
+            model = str(found)
+        elif backend == "cross-encoder":
+            raise RerankerConfigError(
+                f"LLM_TWIN_RERANK_BACKEND=cross-encoder needs {RERANK_MODEL_ENV} (a directory with model.onnx + "
+                f"tokenizer.json, or an id under {settings.models_dir}); none found under "
+                f"{settings.models_dir / 'cross-encoder'}"
+            )
+        else:
+            reason = (
+                f"no cross-encoder configured ({RERANK_MODEL_ENV}) or found under {settings.models_dir / 'cross-encoder'}"
+            )
+            logger.warning("rerank: none (%s)", reason)
+            return NoopReranker(reason)
+    reranker = _cross_encoder(model, settings)
+    logger.info("rerank: %s", reranker.description)
+    return reranker

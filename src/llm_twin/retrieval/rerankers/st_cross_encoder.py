@@ -1,0 +1,47 @@
+"""The fallback ``cross-encoder`` backend, for a model directory without ONNX files."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.retrieval.rerankers.base import MAX_PAIR_TOKENS, apply_scores, logits_to_scores, passage_text
+
+
+class SentenceTransformersCrossEncoderReranker:
+    """``cross-encoder`` backend through ``sentence_transformers.CrossEncoder`` (optional, needs torch).
+
+    Used only for a model directory without ONNX files when sentence-transformers is installed; the
+    project does not depend on it (the ONNX path covers the same models without torch).
+    """
+
+    name = "cross-encoder"
+
+    def __init__(self, directory: Path, *, top_n: int = 20, batch_size: int = 16, max_length: int = MAX_PAIR_TOKENS) -> None:
+        self.directory = Path(directory)
+        self.top_n = top_n
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.description = f"cross-encoder ({self.directory}, sentence-transformers)"
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import CrossEncoder
+
+                self._model = CrossEncoder(str(self.directory), max_length=self.max_length)
+
+    def run(self, query: str, chunks: list[EmbeddedChunk], top_k: int) -> list[EmbeddedChunk]:
+        self.warm_up()
+        head = chunks[: self.top_n]
+        if not head:
+            return list(chunks[:top_k])
+        raw = self._model.predict([(query, passage_text(c)) for c in head], batch_size=self.batch_size)
+        scores = logits_to_scores(np.asarray(raw, dtype=np.float32))
+        return apply_scores(chunks, scores.tolist(), self.top_n, top_k)
