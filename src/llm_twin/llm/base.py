@@ -54,6 +54,9 @@ class LLMClient(Protocol):
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
         """Yield text pieces as they are generated."""
 
+    def close(self) -> None:
+        """Release connections (idempotent); a closed client opens them again on next use."""
+
 
 @runtime_checkable
 class SupportsDeadline(Protocol):

@@ -203,6 +203,10 @@ class LlamaCppClient:
     def queue_length(self) -> int:
         return self._shared.lock.queue_length if self._shared else 0
 
+    def close(self) -> None:
+        """Nothing to release: the model is shared per process with the helper client (``get_llama``)
+        and stays loaded until ``clear_llama_cache``."""
+
     # --- LLMClient ---------------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:

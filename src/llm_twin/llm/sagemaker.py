@@ -98,6 +98,12 @@ class SagemakerTGIClient:
         except (BotoCoreError, ClientError) as error:
             raise self._map_error(error) from error
 
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
     # --- internals -------------------------------------------------------------------------------
     def _runtime(self) -> Any:
         if self._client is None:
