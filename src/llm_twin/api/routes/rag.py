@@ -83,7 +83,8 @@ async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings:
         answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
         return RAGResponse.from_answer(answer)
 
-    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments)).start()
+    # The stream's producer holds one of the same worker slots as a blocking call, for its whole run.
+    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments), service.limiter).start()
     try:
         # Wait for the sources event before committing to a 200, so retrieval errors (bad author,
         # store gone) still get their JSON status code.
