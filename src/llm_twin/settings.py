@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     # --- API and observability ------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(
+        default=32,
+        ge=1,
+        description="Requests answered at once, streamed or not; more wait in arrival order. "
+        "The local model's fair queue orders the generations among them.",
+    )
     tracing: Literal["none", "console", "otlp", "opik"] = "none"
     otlp_endpoint: str | None = None
     opik_project: str = "llm-twin"

@@ -106,6 +106,18 @@ def test_rag_streams_sources_tokens_done(client: TestClient, how: str) -> None:
     assert {"ttft", "generation", "total"} <= set(done["timings_ms"])
 
 
+def test_json_response_is_the_sources_and_done_events_together(client: TestClient) -> None:
+    from llm_twin.api.schemas import DoneEventData, RAGResponse, SourcesEventData
+
+    assert set(RAGResponse.model_fields) == set(SourcesEventData.model_fields) | set(DoneEventData.model_fields)
+    body = client.post("/rag", json={"query": "pattern matching"}).json()
+    events = dict(parse_sse(client.post("/rag", json={"query": "pattern matching", "stream": True}).text))
+    sources, done = events["sources"], events["done"]
+    assert set(body) == set(sources) | set(done)
+    for key in set(body) - {"timings_ms", "usage"}:  # usage: counted from the stream, reported by complete()
+        assert body[key] == sources.get(key, done.get(key)), key
+
+
 def test_explicit_stream_false_wins_over_accept(client: TestClient) -> None:
     response = client.post("/rag", json={"query": "x", "stream": False}, headers={"accept": "text/event-stream"})
     assert response.headers["content-type"].startswith("application/json")

@@ -1,4 +1,4 @@
-"""Streaming plumbing: the thread bridge, and a client disconnect through a real uvicorn server."""
+"""Streaming plumbing: the thread bridge, one request limit for streams and blocking calls, a client disconnect."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from rag_fakes import FakeLLM
+from fastapi.testclient import TestClient
+from rag_fakes import FakeLLM, FakeRetrieval
 
+from llm_twin.api.app import create_app
 from llm_twin.api.routes.rag import _event_stream
 from llm_twin.api.service import ThreadedStream
+from llm_twin.rag.pipeline import RAGPipeline
+from llm_twin.settings import load_settings
 
 
 def counting_generator(closed: threading.Event, produced: list[int], n: int = 1000) -> Iterator[int]:
@@ -88,3 +92,60 @@ def test_client_disconnect_stops_generation(live_server: tuple[str, FakeLLM]) ->
     assert time.monotonic() - started < 3.5  # well before the ~4 s the full answer takes
     with httpx.Client(timeout=10) as client:
         assert client.get(f"{url}/health").status_code == 200
+
+
+@pytest.mark.parametrize("first_streams", [True, False])
+def test_streamed_and_blocking_requests_share_one_limit(tmp_path, first_streams: bool) -> None:  # noqa: ANN001
+    settings = load_settings(data_dir=tmp_path, api_workers=1)
+    retrieval, llm = FakeRetrieval(), FakeLLM()
+    llm.gate = threading.Event()
+    finished: list[str] = []
+    results: dict[str, httpx.Response] = {}
+
+    with TestClient(create_app(settings, RAGPipeline(retrieval, llm, settings))) as client:
+
+        def ask(query: str, stream: bool) -> None:
+            results[query] = client.post("/rag", json={"query": query, "stream": stream})
+            finished.append(query)
+
+        first = threading.Thread(target=ask, args=("first", first_streams))
+        second = threading.Thread(target=ask, args=("second", not first_streams))
+        first.start()
+        try:
+            assert llm.entered.wait(10), "the first request never reached the model"
+            second.start()
+            time.sleep(0.3)
+            # The one slot is taken: the second request has not even started retrieval.
+            assert [call["query"] for call in retrieval.calls] == ["first"]
+        finally:
+            llm.gate.set()
+        first.join(10)
+        if second.ident is not None:  # started
+            second.join(10)
+
+    assert finished == ["first", "second"]
+    assert [call["query"] for call in retrieval.calls] == ["first", "second"]
+    assert all(response.status_code == 200 for response in results.values())
+
+
+def test_a_stream_stopped_while_waiting_for_a_slot_never_starts() -> None:
+    started = threading.Event()
+
+    def generator() -> Iterator[int]:
+        started.set()
+        yield 1
+
+    async def main() -> ThreadedStream[int]:
+        import anyio
+
+        limiter = anyio.CapacityLimiter(1)
+        await limiter.acquire()  # the one slot is taken
+        stream = ThreadedStream(generator, limiter).start()
+        await asyncio.sleep(0.05)
+        stream.stop()  # the client left
+        limiter.release()
+        await asyncio.sleep(0.05)
+        return stream
+
+    stream = asyncio.run(main())
+    assert stream.join(5) and not started.is_set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import fields
 
 import pytest
 
@@ -15,7 +16,8 @@ from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.errors import LLMTimeoutError
-from llm_twin.rag.pipeline import DoneEvent, RAGPipeline, SourcesEvent, TokenEvent
+from llm_twin.rag.answer import AnswerContext, DoneEvent, SourcesEvent, TokenEvent
+from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
 from llm_twin.settings import load_settings
 
@@ -135,6 +137,20 @@ def test_stream_yields_sources_tokens_done(settings) -> None:
     assert {"ttft", "generation", "total"} <= set(done.timings_ms)
     assert done.timings_ms["ttft"] <= done.timings_ms["total"]
     assert events[0].timings_ms["retrieval"] == done.timings_ms["retrieval"]
+
+
+def test_run_and_stream_give_one_answer_whose_context_is_the_sources_event(settings) -> None:
+    pipeline = RAGPipeline(Retrieval([chunk(1), chunk(2)], GUIDO), WordLLM(), settings)
+    blocking = pipeline.run("q")
+    events = list(pipeline.stream("q"))
+    sources, streamed = events[0], events[-1].answer
+    context_fields = [f.name for f in fields(AnswerContext) if f.name != "timings_ms"]
+    for name in context_fields:
+        assert getattr(sources, name) == getattr(streamed, name) == getattr(blocking, name), name
+    assert streamed.answer == blocking.answer
+    assert blocking.finish_reason == "stop" and streamed.finish_reason is None  # only complete() reports it
+    assert "ttft" in streamed.timings_ms and "ttft" not in blocking.timings_ms
+    assert set(sources.timings_ms) < set(streamed.timings_ms)  # a snapshot taken before generation
 
 
 def test_closing_the_stream_early_closes_the_llm_stream(settings) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.rag.pipeline import RAGAnswer, SourcesEvent
+from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
 
 QUERY_MAX_CHARS = 2000
 SNIPPET_CHARS = 240
@@ -89,36 +89,14 @@ class Usage(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
-
-class RAGResponse(BaseModel):
-    answer: str
-    sources: list[Source]
-    author: AuthorRef | None = Field(description="The author the answer was restricted to, if any.")
-    expanded_queries: list[str]
-    timings_ms: dict[str, float]
-    model: str
-    rerank: str = Field(description='Reranker backend used, e.g. "cross-encoder", "llm" or "none".')
-    usage: Usage
-    warnings: list[str] = Field(default_factory=list)
-    hypothetical_document: str | None = Field(default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any.")
-
     @classmethod
-    def from_answer(cls, answer: RAGAnswer) -> RAGResponse:
-        return cls(
-            answer=answer.answer,
-            sources=[Source.from_chunk(c) for c in answer.sources],
-            author=AuthorRef.from_author(answer.author),
-            expanded_queries=answer.expanded_queries,
-            timings_ms=answer.timings_ms,
-            model=answer.model,
-            rerank=answer.rerank,
-            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
-            warnings=answer.warnings,
-            hypothetical_document=answer.hypothetical_document,
-        )
+    def from_answer(cls, answer: RAGAnswer) -> Usage:
+        return cls(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
 
 
-# --- Server-Sent Events payloads (documented in the OpenAPI description of POST /rag) ------------
+# --- the answer: the sources event (its context) + the done event (what generation added) ----------
+# Three wire shapes of one ``RAGAnswer``. Each part is converted in one place (``from_context``,
+# ``from_answer``); the JSON response is the two parts together.
 
 
 class SourcesEventData(BaseModel):
@@ -132,16 +110,16 @@ class SourcesEventData(BaseModel):
     hypothetical_document: str | None = None
 
     @classmethod
-    def from_event(cls, event: SourcesEvent) -> SourcesEventData:
+    def from_context(cls, context: AnswerContext) -> SourcesEventData:
         return cls(
-            sources=[Source.from_chunk(c) for c in event.sources],
-            author=AuthorRef.from_author(event.author),
-            expanded_queries=event.expanded_queries,
-            model=event.model,
-            rerank=event.rerank,
-            timings_ms=event.timings_ms,
-            warnings=event.warnings,
-            hypothetical_document=event.hypothetical_document,
+            sources=[Source.from_chunk(c) for c in context.sources],
+            author=AuthorRef.from_author(context.author),
+            expanded_queries=context.expanded_queries,
+            model=context.model,
+            rerank=context.rerank,
+            timings_ms=context.timings_ms,
+            warnings=context.warnings,
+            hypothetical_document=context.hypothetical_document,
         )
 
 
@@ -163,8 +141,45 @@ class DoneEventData(BaseModel):
             timings_ms=answer.timings_ms,
             model=answer.model,
             rerank=answer.rerank,
-            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
+            usage=Usage.from_answer(answer),
         )
+
+
+class RAGResponse(BaseModel):
+    # The JSON answer: the fields of the sources event and of the done event, in one object.
+    answer: str
+    sources: list[Source]
+    author: AuthorRef | None = Field(description="The author the answer was restricted to, if any.")
+    expanded_queries: list[str]
+    timings_ms: dict[str, float]
+    model: str
+    rerank: str = Field(description='Reranker backend used, e.g. "cross-encoder", "llm" or "none".')
+    usage: Usage
+    warnings: list[str] = Field(default_factory=list)
+    hypothetical_document: str | None = Field(default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any.")
+
+    @classmethod
+    def from_events(cls, sources: SourcesEventData, done: DoneEventData) -> RAGResponse:
+        """Both parts together; the done event's timings (complete) replace the sources' snapshot."""
+        return cls(**(dict(sources) | dict(done)))
+
+    @classmethod
+    def from_answer(cls, answer: RAGAnswer) -> RAGResponse:
+        return cls.from_events(SourcesEventData.from_context(answer), DoneEventData.from_answer(answer))
+
+
+EventData = SourcesEventData | TokenEventData | DoneEventData
+
+
+def event_data(event: RAGEvent) -> EventData:
+    """The wire payload of a pipeline event (SSE ``data``, ``llm-twin ask --stream --json``)."""
+    if isinstance(event, SourcesEvent):
+        return SourcesEventData.from_context(event)
+    if isinstance(event, TokenEvent):
+        return TokenEventData(text=event.text)
+    if isinstance(event, DoneEvent):
+        return DoneEventData.from_answer(event.answer)
+    raise TypeError(f"unknown event {event!r}")
 
 
 # --- health, errors -------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
-"""Process-wide service state (the one pipeline) and the sync→async bridge used for streaming."""
+"""Process-wide service state (the one pipeline, the one request limit) and the sync→async bridge for streaming."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import threading
 import time
@@ -23,10 +22,6 @@ T = TypeVar("T")
 
 #: After a failed start (store missing, model not loadable), retry at most this often.
 RETRY_INTERVAL_S = 5.0
-#: Worker threads for blocking /rag calls. Requests beyond this wait (FIFO) for a thread; the
-#: local model's own fair queue orders the generations. Kept apart from anyio's default pool so
-#: queued generations never starve other sync work.
-RAG_THREADS = 32
 
 
 class ServiceState:
@@ -35,6 +30,11 @@ class ServiceState:
     A failed start (store missing or locked, model unavailable) leaves the API up: ``/health``
     answers, ``/ready`` and ``/rag`` return 503, and the next request after ``RETRY_INTERVAL_S``
     tries again, so running ``llm-twin ingest`` after ``serve`` needs no restart.
+
+    ``limiter`` is the one limit on requests answered at once (``LLM_TWIN_API_WORKERS``): a blocking
+    call holds a slot for its run, a stream for its producer's whole run; more requests wait in
+    arrival order, and the local model's fair queue orders the generations among those admitted.
+    It is apart from anyio's default pool, so queued requests never starve other sync work.
     """
 
     def __init__(self, settings: Settings, pipeline: RAGPipeline | None = None) -> None:
@@ -45,7 +45,7 @@ class ServiceState:
         self._error: BaseException | None = None
         self._last_attempt = float("-inf")
         self._lock = asyncio.Lock()
-        self.limiter = anyio.CapacityLimiter(RAG_THREADS)
+        self.limiter = anyio.CapacityLimiter(settings.api_workers)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -114,27 +114,35 @@ class ServiceState:
         self._ready = False
 
 
+#: Producer tasks of the streams in flight (the loop itself only keeps weak references to tasks).
+_running: set[asyncio.Task[None]] = set()
+
 Message = tuple[Literal["item"], T] | tuple[Literal["error"], BaseException] | tuple[Literal["end"], None]
 
 
 class ThreadedStream(Generic[T]):
-    """Iterate a blocking generator in its own thread and receive its items on the event loop.
+    """Iterate a blocking generator in a worker thread and receive its items on the event loop.
 
-    The whole generator runs in one thread (with the caller's contextvars, so trace context
-    follows), the loop is never blocked, and ``stop()`` (client gone) makes the producer close
-    the generator after the item in progress, which ends generation and frees the model.
+    The whole generator runs in one thread, which holds a slot of ``limiter`` for the whole run
+    (it starts once a slot is free; anyio's default limiter when None). It runs with the caller's
+    contextvars, so trace context follows; the loop is never blocked; and ``stop()`` (client gone)
+    makes the producer close the generator after the item in progress, which ends generation and
+    frees the model. A stream stopped while it waits for a slot never starts.
     """
 
-    def __init__(self, make_iterator: Callable[[], Iterator[T]], name: str = "rag-stream") -> None:
+    def __init__(self, make_iterator: Callable[[], Iterator[T]], limiter: anyio.CapacityLimiter | None = None) -> None:
         self._make_iterator = make_iterator
+        self._limiter = limiter
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message[T]] = asyncio.Queue()
         self._stop = threading.Event()
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._produce,), name=name, daemon=True)
+        self._finished = threading.Event()
 
     def start(self) -> ThreadedStream[T]:
-        self._thread.start()
+        # The task copies the caller's contextvars, and anyio hands them on to the worker thread.
+        task = self._loop.create_task(self._run())
+        _running.add(task)
+        task.add_done_callback(_running.discard)
         return self
 
     def stop(self) -> None:
@@ -145,8 +153,8 @@ class ThreadedStream(Generic[T]):
         return self._stop.is_set()
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait for the producer to finish (the generator closed); False on timeout."""
+        return self._finished.wait(timeout)
 
     async def get(self, timeout: float | None = None) -> Message[T]:
         """Next message; raises ``TimeoutError`` after ``timeout`` seconds without one."""
@@ -154,8 +162,13 @@ class ThreadedStream(Generic[T]):
             return await self._queue.get()
         return await asyncio.wait_for(self._queue.get(), timeout)
 
+    async def _run(self) -> None:
+        await anyio.to_thread.run_sync(self._produce, limiter=self._limiter)
+
     def _produce(self) -> None:
         try:
+            if self._stop.is_set():  # the client left while this stream waited for a slot
+                return
             iterator = self._make_iterator()
             try:
                 for item in iterator:
@@ -172,6 +185,8 @@ class ThreadedStream(Generic[T]):
             self._put(("error", error))
         else:
             self._put(("end", None))
+        finally:
+            self._finished.set()
 
     def _put(self, message: Message[T]) -> None:
         try:

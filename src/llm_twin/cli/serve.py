@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,10 @@ from pydantic import ValidationError
 from llm_twin.cli.errors import fail, user_errors
 from llm_twin.errors import EXIT_FAILED, EXIT_USAGE, StoreLockedError
 from llm_twin.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from llm_twin.api.schemas import RAGResponse
+    from llm_twin.rag.pipeline import RAGPipeline
 
 
 def _settings() -> Settings:
@@ -104,7 +108,7 @@ def ask(
         shutdown_tracing()
 
 
-def _ask_server(url: str, arguments: dict, *, stream: bool, as_json: bool, timeout_s: float) -> None:
+def _ask_server(url: str, arguments: dict[str, Any], *, stream: bool, as_json: bool, timeout_s: float) -> None:
     """POST /rag on a running server; same output as the in-process path."""
     import httpx
 
@@ -149,31 +153,21 @@ def _ask_server(url: str, arguments: dict, *, stream: bool, as_json: bool, timeo
                     sys.stdout.write(data["text"])
                     sys.stdout.flush()
                 elif event == "done" and sources is not None:
-                    done = DoneEventData.model_validate(data)
                     sys.stdout.write("\n")
-                    _print_sources(RAGResponse(
-                        answer=done.answer, sources=sources.sources, author=sources.author,
-                        expanded_queries=sources.expanded_queries, timings_ms=done.timings_ms, model=done.model,
-                        rerank=done.rerank, usage=done.usage, warnings=sources.warnings,
-                    ))
+                    _print_sources(RAGResponse.from_events(sources, DoneEventData.model_validate(data)))
                 if event == "error":
                     raise fail(data["error"]["message"], EXIT_FAILED)
     except httpx.HTTPError as error:
         raise fail(f"cannot reach {url}: {type(error).__name__}", EXIT_FAILED) from None
 
 
-def _print_stream(pipeline, arguments: dict, as_json: bool) -> None:  # type: ignore[no-untyped-def]
-    from llm_twin.api.schemas import DoneEventData, RAGResponse, SourcesEventData
-    from llm_twin.rag.pipeline import DoneEvent, SourcesEvent, TokenEvent
+def _print_stream(pipeline: RAGPipeline, arguments: dict[str, Any], as_json: bool) -> None:
+    from llm_twin.api.schemas import RAGResponse, event_data
+    from llm_twin.rag.answer import DoneEvent, TokenEvent
 
     for event in pipeline.stream(**arguments):
         if as_json:
-            if isinstance(event, SourcesEvent):
-                data = SourcesEventData.from_event(event).model_dump(mode="json")
-            elif isinstance(event, TokenEvent):
-                data = {"text": event.text}
-            else:
-                data = DoneEventData.from_answer(event.answer).model_dump(mode="json")
+            data = event_data(event).model_dump(mode="json")
             sys.stdout.write(json.dumps({"event": event.kind, "data": data}, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         elif isinstance(event, TokenEvent):
@@ -184,7 +178,7 @@ def _print_stream(pipeline, arguments: dict, as_json: bool) -> None:  # type: ig
             _print_sources(RAGResponse.from_answer(event.answer))
 
 
-def _print_sources(response) -> None:  # type: ignore[no-untyped-def]
+def _print_sources(response: RAGResponse) -> None:
     if not response.sources:
         return
     lines = ["", "Sources:"]

@@ -3,28 +3,32 @@
 ``RAGPipeline`` is blocking and thread-safe (it holds no per-request state; the local model
 serialises itself with a fair queue), so the API runs one call per worker thread.
 
-``stream()`` yields typed events, always in this order: one ``SourcesEvent`` (once retrieval is
-done), ``TokenEvent`` pieces, one ``DoneEvent`` carrying the full ``RAGAnswer`` with timings and
-the time to first token. Closing the generator early stops generation and frees the model.
+One orchestration serves both entry points: prepare (retrieval and the prompt) → the sources
+event → generation → the done event. ``stream()`` yields those events as they happen (see
+``llm_twin.rag.answer``); ``run()`` consumes the same steps with one blocking ``complete()`` call,
+which reports exact usage, the finish reason and, for the local model, the time spent queued.
+Closing a stream early stops generation and frees the model.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import GenerationParams, LLMClient
-from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
+from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
+from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from llm_twin.domain.authors import Author
-    from llm_twin.domain.documents import EmbeddedChunk
     from llm_twin.retrieval.types import RetrievalResult
     from llm_twin.settings import Settings
 
@@ -47,54 +51,6 @@ class Retriever(Protocol):
 
 
 @dataclass
-class RAGAnswer:
-    query: str
-    answer: str
-    #: The chunks that made it into the prompt, in citation order: sources[0] is [1].
-    sources: list[EmbeddedChunk]
-    author: Author | None
-    expanded_queries: list[str]
-    rerank: str
-    model: str
-    #: Retrieval stages as reported by retrieval, plus ``retrieval``, ``prompt``, ``generation``,
-    #: ``total`` and, when streaming, ``ttft`` (pipeline start to first token).
-    timings_ms: dict[str, float]
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    hypothetical_document: str | None = None
-
-
-@dataclass(frozen=True)
-class SourcesEvent:
-    kind: ClassVar[Literal["sources"]] = "sources"
-    sources: list[EmbeddedChunk]
-    author: Author | None
-    expanded_queries: list[str]
-    rerank: str
-    model: str
-    timings_ms: dict[str, float]
-    warnings: list[str]
-    hypothetical_document: str | None = None
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    kind: ClassVar[Literal["token"]] = "token"
-    text: str
-
-
-@dataclass(frozen=True)
-class DoneEvent:
-    kind: ClassVar[Literal["done"]] = "done"
-    answer: RAGAnswer
-
-
-RAGEvent = SourcesEvent | TokenEvent | DoneEvent
-
-
-@dataclass
 class PreparedRequest:
     """Everything before generation: retrieval outcome, the prompt, timings so far."""
 
@@ -107,6 +63,17 @@ class PreparedRequest:
     @property
     def author(self) -> Author | None:
         return self.retrieval.author.author
+
+
+@dataclass
+class Generation:
+    """What the generation step produced."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    ms: float = 0.0
 
 
 def _ms(seconds: float) -> float:
@@ -160,102 +127,51 @@ class RAGPipeline:
             repetition_penalty=s.repetition_penalty,
         )
 
-    # --- blocking --------------------------------------------------------------------------
+    # --- answering ------------------------------------------------------------------------------
 
     def run(
         self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
     ) -> RAGAnswer:
-        """Answer ``query`` in one blocking call."""
-        with trace_span("rag", query_chars=len(query), k=k, expand_to_n=expand_to_n, author=author, stream=False) as root:
-            prepared = self.prepare(query, k, expand_to_n, author)
-            params = self.params
-            completion_tokens = prompt_tokens = finish_reason = None
-            if prepared.prompt is None:
-                text = self._no_sources_answer(prepared)
-                generation_ms = 0.0
-            else:
-                with trace_span("rag.generate", **self._generation_attributes(prepared, params)) as span:
-                    started = time.perf_counter()
-                    completion = self.llm.complete(prepared.prompt.messages, params)
-                    generation_ms = _ms(time.perf_counter() - started)
-                    text = completion.text.strip()
-                    prompt_tokens = completion.prompt_tokens or prepared.prompt.prompt_tokens
-                    completion_tokens = completion.completion_tokens
-                    finish_reason = completion.finish_reason
-                    compute = completion.extra.get("generation_seconds")
-                    if isinstance(compute, (int, float)):  # local model: the rest was the queue
-                        prepared.timings_ms["llm_queue"] = round(max(0.0, generation_ms - compute * 1000.0), 2)
-                    set_attributes(span, {
-                        "gen_ai.usage.input_tokens": prompt_tokens,
-                        "gen_ai.usage.output_tokens": completion_tokens,
-                        "gen_ai.response.finish_reasons": [finish_reason] if finish_reason else None,
-                        "duration_ms": generation_ms,
-                    })
-            answer = self._finish(prepared, text, generation_ms, prompt_tokens, completion_tokens, finish_reason)
-            set_attributes(root, {"timings_ms." + key: value for key, value in answer.timings_ms.items()})
-            return answer
-
-    # --- streaming -----------------------------------------------------------------------------
+        """Answer ``query`` in one blocking call (the steps of ``stream()``, generated with ``complete()``)."""
+        answer: RAGAnswer | None = None
+        for event in self._answer(query, k, expand_to_n, author, streamed=False):
+            if isinstance(event, DoneEvent):
+                answer = event.answer
+        if answer is None:  # pragma: no cover - _answer always ends with a done event
+            raise RuntimeError("the RAG pipeline ended without an answer")
+        return answer
 
     def stream(
         self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
-    ) -> Iterator[RAGEvent]:
-        """Sources, then tokens as they are generated, then done (see the module docstring).
+    ) -> Generator[RAGEvent, None, None]:
+        """Sources, then tokens as they are generated, then done (see ``llm_twin.rag.answer``).
 
         Errors before the sources event (invalid input, store unavailable) raise from the first
         ``next()``; LLM errors raise after the sources event. Spans are never left current across
         a ``yield``, so the consumer may iterate from any thread.
         """
-        root = start_span("rag", query_chars=len(query), k=k, expand_to_n=expand_to_n, author=author, stream=True)
+        return self._answer(query, k, expand_to_n, author, streamed=True)
+
+    def _answer(
+        self, query: str, k: int | None, expand_to_n: int | None, author: str | None, *, streamed: bool
+    ) -> Generator[RAGEvent, None, None]:
+        """The one orchestration: prepare → sources → generate → done, traced under one ``rag`` span."""
+        root = start_span("rag", query_chars=len(query), k=k, expand_to_n=expand_to_n, author=author, stream=streamed)
         try:
             with activate(root):
                 prepared = self.prepare(query, k, expand_to_n, author)
-            yield SourcesEvent(
-                sources=list(prepared.prompt.used_chunks) if prepared.prompt else [],
-                author=prepared.author,
-                expanded_queries=list(prepared.retrieval.expanded_queries),
-                rerank=prepared.retrieval.rerank,
-                model=self.llm.model_name,
-                timings_ms=dict(prepared.timings_ms),
-                warnings=list(prepared.retrieval.warnings),
-                hypothetical_document=prepared.retrieval.hypothetical_document,
-            )
-            params = self.params
-            pieces: list[str] = []
-            started = time.perf_counter()
+            sources = self._sources(prepared)
+            yield sources
             if prepared.prompt is None:
-                text = self._no_sources_answer(prepared)
-                prepared.timings_ms["ttft"] = _ms(time.perf_counter() - prepared.started)
-                yield TokenEvent(text)
-                generation_ms = 0.0
-                completion_tokens = prompt_tokens = None
+                generation = Generation(self._no_sources_answer(prepared))
+                if streamed:
+                    self._first_token(prepared)
+                yield TokenEvent(generation.text)
             else:
-                span = start_span("rag.generate", parent=root, **self._generation_attributes(prepared, params))
-                try:
-                    with closing(self.llm.stream(prepared.prompt.messages, params)) as tokens:
-                        for piece in tokens:
-                            if not pieces:
-                                prepared.timings_ms["ttft"] = _ms(time.perf_counter() - prepared.started)
-                                set_attributes(span, {"ttft_ms": prepared.timings_ms["ttft"]})
-                            pieces.append(piece)
-                            yield TokenEvent(piece)
-                    generation_ms = _ms(time.perf_counter() - started)
-                    text = "".join(pieces).strip()
-                    prompt_tokens = prepared.prompt.prompt_tokens
-                    completion_tokens = self._count(text)
-                    set_attributes(span, {
-                        "gen_ai.usage.input_tokens": prompt_tokens,
-                        "gen_ai.usage.output_tokens": completion_tokens,
-                        "duration_ms": generation_ms,
-                    })
-                except BaseException as error:
-                    record_error(span, error)
-                    raise
-                finally:
-                    span.end()
-            if "ttft" not in prepared.timings_ms:  # the model produced nothing at all
-                prepared.timings_ms["ttft"] = _ms(time.perf_counter() - prepared.started)
-            answer = self._finish(prepared, text, generation_ms, prompt_tokens, completion_tokens, None)
+                generation = yield from self._generate(prepared, prepared.prompt, root, streamed)
+            if streamed and "ttft" not in prepared.timings_ms:  # the model produced nothing at all
+                self._first_token(prepared)
+            answer = self._finish(sources, prepared, generation)
             set_attributes(root, {"timings_ms." + key: value for key, value in answer.timings_ms.items()})
             yield DoneEvent(answer)
         except BaseException as error:
@@ -263,6 +179,53 @@ class RAGPipeline:
             raise
         finally:
             root.end()
+
+    def _generate(
+        self, prepared: PreparedRequest, prompt: GroundedPrompt, root: Span, streamed: bool
+    ) -> Generator[TokenEvent, None, Generation]:
+        """The ``rag.generate`` step: tokens as the model writes them, or the whole text from one call."""
+        params = self.params
+        span = start_span("rag.generate", parent=root, **self._generation_attributes(prepared, params))
+        started = time.perf_counter()
+        try:
+            if streamed:
+                pieces: list[str] = []
+                with closing(self.llm.stream(prompt.messages, params)) as tokens:
+                    for piece in tokens:
+                        if not pieces:
+                            set_attributes(span, {"ttft_ms": self._first_token(prepared)})
+                        pieces.append(piece)
+                        yield TokenEvent(piece)
+                ms = _ms(time.perf_counter() - started)
+                text = "".join(pieces).strip()
+                generation = Generation(text, prompt.prompt_tokens, self._count(text), ms=ms)
+            else:
+                with activate(span):
+                    completion = self.llm.complete(prompt.messages, params)
+                generation = Generation(
+                    completion.text.strip(),
+                    completion.prompt_tokens or prompt.prompt_tokens,
+                    completion.completion_tokens,
+                    completion.finish_reason,
+                    ms=_ms(time.perf_counter() - started),
+                )
+                compute = completion.extra.get("generation_seconds")
+                if isinstance(compute, (int, float)):  # local model: the rest was the queue
+                    prepared.timings_ms["llm_queue"] = round(max(0.0, generation.ms - compute * 1000.0), 2)
+            set_attributes(span, {
+                "gen_ai.usage.input_tokens": generation.prompt_tokens,
+                "gen_ai.usage.output_tokens": generation.completion_tokens,
+                "gen_ai.response.finish_reasons": [generation.finish_reason] if generation.finish_reason else None,
+                "duration_ms": generation.ms,
+            })
+        except BaseException as error:
+            record_error(span, error)
+            raise
+        finally:
+            span.end()
+        if not streamed:
+            yield TokenEvent(generation.text)  # the whole answer is one piece
+        return generation
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -324,32 +287,35 @@ class RAGPipeline:
             "sources": len(prepared.prompt.used_chunks) if prepared.prompt else 0,
         }
 
-    def _finish(
-        self,
-        prepared: PreparedRequest,
-        text: str,
-        generation_ms: float,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        finish_reason: str | None,
-    ) -> RAGAnswer:
-        timings = prepared.timings_ms
-        timings["generation"] = generation_ms
-        timings["total"] = _ms(time.perf_counter() - prepared.started)
-        return RAGAnswer(
+    def _sources(self, prepared: PreparedRequest) -> SourcesEvent:
+        """The sources event; a snapshot, since the timings keep growing while generation runs."""
+        return SourcesEvent(
             query=prepared.query,
-            answer=text,
             sources=list(prepared.prompt.used_chunks) if prepared.prompt else [],
             author=prepared.author,
             expanded_queries=list(prepared.retrieval.expanded_queries),
             rerank=prepared.retrieval.rerank,
             model=self.llm.model_name,
-            timings_ms=timings,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            finish_reason=finish_reason,
+            timings_ms=dict(prepared.timings_ms),
             warnings=list(prepared.retrieval.warnings),
             hypothetical_document=prepared.retrieval.hypothetical_document,
+        )
+
+    def _first_token(self, prepared: PreparedRequest) -> float:
+        prepared.timings_ms["ttft"] = _ms(time.perf_counter() - prepared.started)
+        return prepared.timings_ms["ttft"]
+
+    def _finish(self, context: AnswerContext, prepared: PreparedRequest, generation: Generation) -> RAGAnswer:
+        timings = prepared.timings_ms
+        timings["generation"] = generation.ms
+        timings["total"] = _ms(time.perf_counter() - prepared.started)
+        return RAGAnswer.from_context(
+            context,
+            answer=generation.text,
+            timings_ms=timings,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            finish_reason=generation.finish_reason,
         )
 
     def _no_sources_answer(self, prepared: PreparedRequest) -> str:

@@ -64,8 +64,10 @@ class RetrievalPipeline:
             fusion=settings.fusion,
             hyde_weight=settings.hyde_weight,
         )
-        # Self-query and expansion run side by side; both mostly wait on an LLM or the GIL-free engine.
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")
+        # Self-query and expansion (and HyDE) run side by side; all mostly wait on an LLM or the GIL-free
+        # engine. A request hands at most two steps to this pool, so two workers per admitted request
+        # (LLM_TWIN_API_WORKERS) keep it from becoming a second limit; threads start only when needed.
+        self._pool = ThreadPoolExecutor(max_workers=2 * settings.api_workers, thread_name_prefix="retrieval")
         self._warm = False
 
     def warm_up(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,7 +89,6 @@ class QdrantHybridRetriever:
         rrf_k: int = 60,
         k_split: str = "balanced",
         fusion: str = "rrf",
-        parallel: bool = False,
         hyde_weight: float = 0.5,
     ) -> None:
         self.store = store
@@ -103,9 +101,6 @@ class QdrantHybridRetriever:
         self.k_split = k_split
         self.fusion = fusion
         self.hyde_weight = hyde_weight
-        # One batch per collection. Running the three in threads helps on many cores only: the
-        # engine already parallelises inside a batch, and on 2 cores threads measured slower.
-        self._pool = ThreadPoolExecutor(max_workers=len(collections), thread_name_prefix="search") if parallel else None
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
@@ -215,9 +210,11 @@ class QdrantHybridRetriever:
         ]
 
     def _query_all(self, requests: list[SearchRequest]) -> list[list[list[Hit]]]:
-        """One batch per collection: [collection][query] -> hits."""
-        if self._pool is not None and len(self.collections) > 1:
-            return list(self._pool.map(lambda c: self.store.query_batch(c, requests), self.collections))
+        """One batch per collection: [collection][query] -> hits.
+
+        In turn, not in threads: the engine already parallelises inside a batch, and on 2 cores
+        threads measured slower.
+        """
         return [self.store.query_batch(collection, requests) for collection in self.collections]
 
     def search_each(
@@ -254,5 +251,4 @@ class QdrantHybridRetriever:
         return per_query, timings
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        """Nothing to release: the store belongs to the caller."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
@@ -13,17 +14,10 @@ from pydantic import BaseModel
 
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error
-from llm_twin.api.schemas import (
-    DoneEventData,
-    ErrorResponse,
-    RAGRequest,
-    RAGResponse,
-    SourcesEventData,
-    TokenEventData,
-)
+from llm_twin.api.schemas import ErrorResponse, RAGRequest, RAGResponse, event_data
 from llm_twin.api.service import ThreadedStream
 from llm_twin.errors import InvalidInputError
-from llm_twin.rag.pipeline import DoneEvent, RAGEvent, SourcesEvent, TokenEvent
+from llm_twin.rag.answer import RAGEvent
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +49,8 @@ def sse(event: str, data: BaseModel) -> bytes:
 
 
 def encode_event(event: RAGEvent) -> bytes:
-    if isinstance(event, SourcesEvent):
-        return sse("sources", SourcesEventData.from_event(event))
-    if isinstance(event, TokenEvent):
-        return sse("token", TokenEventData(text=event.text))
-    if isinstance(event, DoneEvent):
-        return sse("done", DoneEventData.from_answer(event.answer))
-    raise TypeError(f"unknown event {event!r}")  # pragma: no cover
+    data = event_data(event)  # first: anything that is not an event is a TypeError
+    return sse(event.kind, data)
 
 
 def wants_stream(body: RAGRequest, request: Request) -> bool:
@@ -88,13 +77,14 @@ async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings:
         raise InvalidInputError("expand_to_n", f"must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
     # Not a dependency on purpose: invalid input must get its 422 even while the store is down.
     pipeline = await service.require_pipeline()
-    arguments = {"query": body.query, "k": body.k, "expand_to_n": body.expand_to_n, "author": body.author}
+    arguments: dict[str, Any] = {"query": body.query, "k": body.k, "expand_to_n": body.expand_to_n, "author": body.author}
 
     if not wants_stream(body, request):
         answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
         return RAGResponse.from_answer(answer)
 
-    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments)).start()
+    # The stream's producer holds one of the same worker slots as a blocking call, for its whole run.
+    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments), service.limiter).start()
     try:
         # Wait for the sources event before committing to a 200, so retrieval errors (bad author,
         # store gone) still get their JSON status code.

@@ -1,0 +1,88 @@
+"""What a /rag call produces: one answer type, and the events a streamed answer arrives in.
+
+``AnswerContext`` is everything known before generation: the sources, the author, how the question
+was searched, the timings so far. A ``RAGAnswer`` is that context plus the generated text and its
+usage. A stream sends the context first (``SourcesEvent``), then ``TokenEvent`` pieces, then the
+whole answer (``DoneEvent``); the API's JSON models are built from these two shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from llm_twin.domain.authors import Author
+    from llm_twin.domain.documents import EmbeddedChunk
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerContext:
+    """What an answer is grounded on, known once retrieval and the prompt are done."""
+
+    query: str
+    #: The chunks that made it into the prompt, in citation order: sources[0] is [1].
+    sources: list[EmbeddedChunk]
+    author: Author | None
+    expanded_queries: list[str]
+    rerank: str
+    model: str
+    #: Retrieval stages as reported by retrieval, plus ``retrieval`` and ``prompt``. A ``RAGAnswer``
+    #: adds ``generation``, ``total``, ``llm_queue`` (local model, blocking call) and, when
+    #: streaming, ``ttft`` (pipeline start to first token).
+    timings_ms: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    hypothetical_document: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RAGAnswer(AnswerContext):
+    """The context plus what generation produced."""
+
+    answer: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+
+    @classmethod
+    def from_context(
+        cls,
+        context: AnswerContext,
+        *,
+        answer: str,
+        timings_ms: dict[str, float],
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        finish_reason: str | None = None,
+    ) -> RAGAnswer:
+        shared = {f.name: getattr(context, f.name) for f in fields(AnswerContext)}
+        shared["timings_ms"] = timings_ms  # the complete timings, not the snapshot taken before generation
+        return cls(
+            **shared,
+            answer=answer,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish_reason,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourcesEvent(AnswerContext):
+    """The answer's context, sent as soon as retrieval is done, before any token."""
+
+    kind: ClassVar[Literal["sources"]] = "sources"
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    kind: ClassVar[Literal["token"]] = "token"
+    text: str
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    kind: ClassVar[Literal["done"]] = "done"
+    answer: RAGAnswer
+
+
+RAGEvent = SourcesEvent | TokenEvent | DoneEvent
