@@ -19,6 +19,9 @@ class FakeLLM:
         self.calls: list[tuple[list, GenerationParams]] = []
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        self.closed = True
+
     def warm_up(self) -> None:
         return None
 

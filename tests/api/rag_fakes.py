@@ -33,6 +33,9 @@ def make_chunk(i: int, author: str = "Guido van Rossum", content_type: str = "ar
 class FakeRetrieval:
     """Returns fixed chunks; ``error`` raises from run(), ``warm_error`` from warm_up()."""
 
+    store_backend = "embedded"
+    rerank_name = "none"
+
     def __init__(self, chunks: list[EmbeddedChunk] | None = None) -> None:
         self.chunks = [make_chunk(i) for i in (1, 2, 3)] if chunks is None else chunks
         self.error: BaseException | None = None
@@ -77,6 +80,9 @@ class FakeLLM:
         self.entered = threading.Event()
         self.stream_closed = threading.Event()
         self.calls = 0
+
+    def close(self) -> None:
+        self.closed = True
 
     def warm_up(self) -> None:
         pass

@@ -74,6 +74,9 @@ class WordLLM:
         self.closed = threading.Event()
         self.error: Exception | None = None
 
+    def close(self) -> None:
+        self.closed = True
+
     def warm_up(self) -> None:
         pass
 

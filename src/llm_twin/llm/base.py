@@ -7,7 +7,7 @@ need to know which client they hold or touch its internals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict, runtime_checkable
 
@@ -51,8 +51,8 @@ class LLMClient(Protocol):
     def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
         """Blocking completion; raises LLMUnavailableError / LLMTimeoutError."""
 
-    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
-        """Yield text pieces as they are generated."""
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generator[str, None, None]:
+        """Yield text pieces as they are generated; closing the generator stops generation."""
 
     def close(self) -> None:
         """Release connections (idempotent); a closed client opens them again on next use."""

@@ -235,7 +235,7 @@ class LlamaCppClient:
             extra={"model": self.model_name, "generation_seconds": round(elapsed, 3)},
         )
 
-    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generator[str, None, None]:
         """Yield content pieces; the model stays locked until the generator finishes or is closed.
 
         Consumers that stop early should ``close()`` the generator (Starlette does when the client

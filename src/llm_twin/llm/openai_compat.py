@@ -12,7 +12,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -125,7 +125,7 @@ class OpenAICompatibleClient:
     def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
         return self._complete(messages, params, deadline=None)
 
-    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generator[str, None, None]:
         """Yield content deltas from the server-sent events; retries happen only before the first byte."""
         response = self._send(self._payload(messages, params, stream=True), stream=True)
         try:

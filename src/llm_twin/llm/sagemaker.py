@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -82,7 +82,7 @@ class SagemakerTGIClient:
             extra={"endpoint": self.endpoint_name},
         )
 
-    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Generator[str, None, None]:
         request = self._request(messages, params, stream=True)
         try:
             body = self._runtime().invoke_endpoint_with_response_stream(**request)["Body"]

@@ -41,6 +41,16 @@ NO_SOURCES_ANSWER = "I could not find anything in the indexed writing{by} that a
 class Retriever(Protocol):
     """What the RAG pipeline needs from retrieval (``llm_twin.retrieval.pipeline.RetrievalPipeline``)."""
 
+    @property
+    def store_backend(self) -> str:
+        """The vector store in use: "embedded" or "qdrant-server"."""
+        ...
+
+    @property
+    def rerank_name(self) -> str:
+        """The reranker in use: "cross-encoder", "llm" or "none"."""
+        ...
+
     def warm_up(self) -> None: ...
 
     def run(
@@ -116,6 +126,7 @@ class RAGPipeline:
 
     def close(self) -> None:
         self.retrieval.close()
+        self.llm.close()
 
     @property
     def params(self) -> GenerationParams:

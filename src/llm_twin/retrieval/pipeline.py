@@ -6,6 +6,7 @@ never writes: the author registry is opened read-only.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -126,8 +127,15 @@ class RetrievalPipeline:
         warnings: list[str] = []
         with trace_span("retrieval", query_chars=len(query), k=k, expand_to_n=n, mode=mode or self.settings.search_mode):
             timed = self._timed
-            expansion_future = self._pool.submit(timed, "expansion", timings, self.expander.run, query, n)
-            hyde_future = self._pool.submit(timed, "hyde", timings, self.hyde.run, query) if self.hyde else None
+            # Each step runs in a copy of this context, so its span is a child of the retrieval span.
+            expansion_future = self._pool.submit(
+                contextvars.copy_context().run, timed, "expansion", timings, self.expander.run, query, n
+            )
+            hyde_future = (
+                self._pool.submit(contextvars.copy_context().run, timed, "hyde", timings, self.hyde.run, query)
+                if self.hyde
+                else None
+            )
             if author is not None:
                 match = timed("self_query", timings, self.resolve_author, author)
             else:
@@ -170,7 +178,18 @@ class RetrievalPipeline:
             finally:
                 timings[name] = (time.perf_counter() - t0) * 1000
 
+    @property
+    def store_backend(self) -> str:
+        return self.store.backend
+
+    @property
+    def rerank_name(self) -> str:
+        return self.reranker.name
+
     def close(self) -> None:
+        """Closes what it was given too: the store, and the helper LLM's connections."""
+        if self.helper_llm is not None:
+            self.helper_llm.close()
         self._pool.shutdown(wait=False)
         self.retriever.close()
         self.store.close()

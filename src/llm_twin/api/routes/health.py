@@ -28,12 +28,11 @@ async def ready(service: ServiceDep, settings: SettingsDep) -> ReadyResponse:
     if service.starting:
         raise ServiceStartingError("models loading")
     pipeline = await service.require_pipeline()  # retries a failed start (at most every 5 s)
-    store = getattr(getattr(pipeline.retrieval, "store", None), "backend", None)
     return ReadyResponse(
         model=pipeline.llm.model_name,
         embedding_model=settings.embedding_model,
-        store=store or ("qdrant-server" if settings.qdrant_url else "embedded"),
+        store=pipeline.retrieval.store_backend,
         rerank_backend=settings.rerank_backend,
-        rerank=getattr(getattr(pipeline.retrieval, "reranker", None), "name", settings.rerank_backend),
+        rerank=pipeline.retrieval.rerank_name,
         tracing=tracing_mode(),
     )
