@@ -1,5 +1,7 @@
+import pytest
+
 from llm_twin.domain.authors import Author, author_id, normalize_name
-from llm_twin.domain.documents import Chunk, Document, EmbeddedChunk
+from llm_twin.domain.documents import Chunk, Document, EmbeddedChunk, PayloadError
 
 
 def test_author_id_is_stable_across_case_accents_and_spacing():
@@ -27,15 +29,27 @@ def test_content_hash_ignores_evolving_author_aliases():
     assert _doc(text="Other text.").content_hash != _doc().content_hash
 
 
-def test_to_context_is_text_not_a_repr():
-    chunk = EmbeddedChunk(
-        id="1", collection="embedded_articles", content_type="article", document_id="pep-0634", chunk_index=0,
-        content="The match statement.\n", author_ids=["x"], author_full_name="Guido van Rossum",
-        title="Structural Pattern Matching", link="https://peps.python.org/pep-0634/",
-    )
-    text = chunk.to_context()
-    assert text == (
-        "type: article\ntitle: Structural Pattern Matching\nauthor: Guido van Rossum\n"
-        "link: https://peps.python.org/pep-0634/\nThe match statement."
-    )
-    assert "EmbeddedChunk" not in text
+def test_payload_keeps_the_stored_key_names():
+    doc = _doc()
+    payload = EmbeddedChunk.from_chunk(Chunk(document=doc, index=2, content="abc"), "embedded_articles",
+                                       metadata={"embedding_size": 384}).to_payload()
+    # Existing stores hold exactly these keys: renaming one would lose data on read.
+    assert list(payload) == ["chunk_id", "document_id", "chunk_index", "content_type", "collection", "content",
+                             "author_id", "author_full_name", "authors", "title", "link", "date", "name", "metadata"]
+    assert payload["author_id"] == [author_id("Guido van Rossum")]
+    assert payload["author_full_name"] == "Guido van Rossum" and payload["chunk_index"] == 2
+    assert payload["metadata"] == {"embedding_size": 384}
+
+
+def test_payload_round_trip():
+    stored = EmbeddedChunk.from_chunk(Chunk(document=_doc(), index=0, content="abc"), "embedded_articles")
+    back = EmbeddedChunk.from_payload(stored.to_payload(), point_id="p", collection="embedded_articles", score=0.5)
+    assert back == stored.model_copy(update={"score": 0.5})
+
+
+def test_payload_without_content_type_is_an_error_not_an_article():
+    payload = {"chunk_id": "c", "content": "text"}
+    with pytest.raises(PayloadError, match="content_type"):
+        EmbeddedChunk.from_payload(payload, point_id="p", collection="embedded_posts")
+    chunk = EmbeddedChunk.from_payload(payload | {"content_type": "post"}, point_id="p", collection="embedded_posts")
+    assert (chunk.id, chunk.content_type, chunk.author_ids) == ("c", "post", [])

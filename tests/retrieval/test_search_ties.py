@@ -35,7 +35,8 @@ def _store(directory, embedder, order):
             str(uuid.uuid5(uuid.NAMESPACE_URL, f"chunk-{i}")),
             dense[i].tolist(),
             sparse[i],
-            {"content": t, "chunk_id": f"chunk-{i}", "document_id": f"doc-{i}", "author_id": ["a"]},
+            {"content": t, "chunk_id": f"chunk-{i}", "document_id": f"doc-{i}", "author_id": ["a"],
+             "content_type": "article"},
         )
         for i, t in enumerate(texts)
     ]

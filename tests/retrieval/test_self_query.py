@@ -12,7 +12,8 @@ import pytest
 from llm_twin.domain.authors import Author
 from llm_twin.errors import InvalidInputError
 from llm_twin.errors import LLMUnavailableError
-from llm_twin.retrieval.self_query import AuthorResolver, SelfQuery, parse_extracted_name
+from llm_twin.retrieval.author_resolver import AuthorResolver
+from llm_twin.retrieval.self_query import SelfQuery, parse_extracted_name
 from llm_twin.store.registry import AuthorRegistry
 
 from llm_fakes import FakeLLM
@@ -136,7 +137,7 @@ def test_resolve_name_is_lenient_but_never_invents(resolver: AuthorResolver) -> 
 
 
 def test_require_raises_with_the_closest_authors(resolver: AuthorResolver) -> None:
-    assert resolver.require("Brett Cannon").full_name == "Brett Cannon"
+    assert resolver.require("Brett Cannon").author.full_name == "Brett Cannon"
     with pytest.raises(InvalidInputError) as info:
         resolver.require("Bret Canon")
     assert info.value.field == "author"
@@ -250,3 +251,12 @@ def test_resolver_is_thread_safe(resolver: AuthorResolver) -> None:
         t.join()
     assert results == [_name(resolver.run(q)) for q in questions]
     assert results[:3] == ["Brett Cannon", "Łukasz Langa", None]
+
+
+def test_status_says_what_was_found(resolver: AuthorResolver) -> None:
+    assert resolver.run("What did Brett Cannon write?").status == "matched"
+    assert resolver.run("What does Coghlan think about PEP 8?").status == "ambiguous"
+    assert resolver.run("Compare Brett Cannon and Guido van Rossum on imports").status == "several"
+    assert resolver.run("How do I use asyncio?").status == "none"
+    assert resolver.resolve_name("coghlan").status == "ambiguous"
+    assert resolver.resolve_name("Gudio van Rosum").status == "none"

@@ -8,41 +8,39 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.domain.limits import MAX_AUTHOR_CHARS, MAX_K, MAX_QUERY_CHARS, MIN_EXPAND_TO_N, MIN_K
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
 
-QUERY_MAX_CHARS = 2000
 SNIPPET_CHARS = 240
 
 
 class RAGRequest(BaseModel):
+    """The request as the schema declares it (types and bounds, for OpenAPI and clients); the rules
+    themselves are ``llm_twin.domain.limits.check_request``, which the route applies."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"query": "What did Guido van Rossum write about pattern matching?"}]},
     )
 
-    query: Annotated[str, Field(min_length=1, max_length=QUERY_MAX_CHARS, description="The question.")]
-    k: Annotated[int | None, Field(ge=1, le=100, description="Sources to retrieve (default: settings).")] = None
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The question.")]
+    k: Annotated[int | None, Field(ge=MIN_K, le=MAX_K, description="Sources to retrieve (default: settings).")] = None
     expand_to_n: Annotated[
-        int | None, Field(ge=1, description="Query variants incl. the original, at most LLM_TWIN_EXPAND_MAX.")
+        int | None,
+        Field(ge=MIN_EXPAND_TO_N, description="Query variants incl. the original, at most LLM_TWIN_EXPAND_MAX."),
     ] = None
     author: Annotated[
-        str | None, Field(max_length=200, description="Only use this author's writing (name or alias).")
+        str | None, Field(max_length=MAX_AUTHOR_CHARS, description="Only use this author's writing (name or alias).")
     ] = None
     stream: Annotated[
         bool | None,
         Field(description="Server-Sent Events; when omitted, `Accept: text/event-stream` asks for a stream."),
     ] = None
 
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
-
     @field_validator("author")
     @classmethod
     def _blank_author_is_none(cls, value: str | None) -> str | None:
+        # A form's empty author field means "any author", not an invalid name.
         return value.strip() or None if value is not None else None
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llm_twin.cli.errors import fail, user_errors
+from llm_twin.domain.limits import check_request
 from llm_twin.settings import SHARED_DIR, load_settings
 
 #: Pipeline fields reported under the option that sets them.
@@ -64,18 +65,14 @@ def retrieve(
     from llm_twin.llm.factory import build_helper_llm
     from llm_twin.retrieval.pipeline import RetrievalPipeline
 
-    if not query.strip():
-        raise fail("query: must not be empty")
-    if k is not None and k < 1:
-        raise fail("--k: must be at least 1")
     if mode is not None and mode not in ("dense", "sparse", "hybrid"):
         raise fail("--mode: must be dense, sparse or hybrid")
     pipeline = None
     try:
         with user_errors(RETRIEVE_OPTIONS):
             settings = load_settings(**({"hyde": hyde} if hyde is not None else {}))
-            if expand is not None and not 1 <= expand <= settings.expand_max:
-                raise fail(f"--expand: must be between 1 and {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
+            # Before opening the store and loading models; the pipeline checks again.
+            check_request(query, k=k, expand_to_n=expand, author=author, expand_max=settings.expand_max)
             needs_helper = (expand or settings.expand_to_n) > 1 or settings.self_query_llm or settings.hyde
             helper = build_helper_llm(settings) if needs_helper else None
             pipeline = RetrievalPipeline(settings, helper_llm=helper)

@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from llm_twin.cli.errors import fail, user_errors
+from llm_twin.domain.limits import check_request
 from llm_twin.errors import EXIT_FAILED, EXIT_USAGE, StoreLockedError
 from llm_twin.settings import Settings, load_settings
 
@@ -79,9 +80,10 @@ def ask(
         item = error.errors()[0]
         field = ".".join(str(p) for p in item["loc"]) or "query"
         raise fail(f"{field}: {str(item['msg']).removeprefix('Value error, ')}", EXIT_USAGE) from None
-    if request.expand_to_n is not None and request.expand_to_n > settings.expand_max:
-        raise fail(f"expand_to_n: must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)", EXIT_USAGE)
-    arguments = {"query": request.query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
+    with user_errors():  # before loading any model; the pipeline checks again
+        query = check_request(request.query, k=request.k, expand_to_n=request.expand_to_n, author=request.author,
+                              expand_max=settings.expand_max)
+    arguments = {"query": query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
     if url:
         _ask_server(url, arguments, stream=stream, as_json=as_json, timeout_s=settings.llm_timeout_s + 60)
         return

@@ -1,4 +1,5 @@
-"""Plain data types shared by every stage: authors, documents, chunks."""
+"""Plain data types and rules shared by every stage: authors, documents, chunks and their stored
+payload, and the limits of a question."""
 
 from llm_twin.domain.authors import Author, author_id, normalize_name
 from llm_twin.domain.documents import Chunk, ContentType, Document, EmbeddedChunk

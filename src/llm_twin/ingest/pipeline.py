@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llm_twin.domain.authors import Author, normalize_name
-from llm_twin.domain.documents import CONTENT_TYPES, Chunk, Document
+from llm_twin.domain.documents import CONTENT_TYPES, Chunk, Document, EmbeddedChunk
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.ingest.chunk import TokenChunker
@@ -154,29 +155,13 @@ class IngestPipeline:
         pieces = self.chunker.split(document.text, max_tokens=limit)
         return [(Chunk(document=document, index=i, content=p.text), prefix + p.text) for i, p in enumerate(pieces)]
 
-    def _payload(self, chunk: Chunk, collection: str) -> dict:
-        doc = chunk.document
-        return {
-            "chunk_id": chunk.id,
-            "document_id": doc.id,
-            "chunk_index": chunk.index,
-            "content_type": doc.content_type,
-            "collection": collection,
-            "content": chunk.content,
-            "author_id": [a.id for a in doc.authors],
-            "author_full_name": ", ".join(a.full_name for a in doc.authors),
-            "authors": [a.full_name for a in doc.authors],
-            "title": doc.title,
-            "link": doc.link,
-            "date": doc.date,
-            "name": doc.name,
-            "metadata": {
-                **doc.metadata,
-                "embedding_model": self.embedder.model_id,
-                "embedding_size": self.embedder.dimension,
-                "chunk_tokens": self.settings.chunk_tokens,
-            },
+    def _payload(self, chunk: Chunk, collection: str) -> dict[str, Any]:
+        recipe = {
+            "embedding_model": self.embedder.model_id,
+            "embedding_size": self.embedder.dimension,
+            "chunk_tokens": self.settings.chunk_tokens,
         }
+        return EmbeddedChunk.from_chunk(chunk, collection, metadata=recipe).to_payload()
 
     # --- the run -------------------------------------------------------------------------------
     def run(self, paths: list[Path], on_progress: Progress | None = None, on_total: Progress | None = None) -> IngestReport:

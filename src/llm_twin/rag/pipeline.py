@@ -19,6 +19,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from llm_twin.domain.limits import check_request
 from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import GenerationParams, LLMClient
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
@@ -248,9 +249,8 @@ class RAGPipeline:
         Public for benchmarks and evaluation: replaying ``prompt.messages`` times the model alone.
         """
         started = time.perf_counter()
-        query = query.strip()
-        if not query:
-            raise InvalidInputError("query", "must not be empty")
+        # Retrieval checks too; checking here keeps a bad request from reaching any retriever.
+        query = check_request(query, k=k, expand_to_n=expand_to_n, author=author, expand_max=self.settings.expand_max)
         with trace_span("rag.retrieve", embedding__model=self.settings.embedding_model) as span:
             result = self.retrieval.run(query, k=k, expand_to_n=expand_to_n, author=author)
             retrieval_ms = _ms(time.perf_counter() - started)

@@ -11,9 +11,9 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from llm_twin.domain.limits import check_request
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
-from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import LLMClient
 from llm_twin.observability.tracing import trace_span
 from llm_twin.retrieval.expansion import QueryExpander
@@ -27,7 +27,6 @@ from llm_twin.store import VectorStore, open_store
 from llm_twin.store.base import SearchMode
 
 logger = logging.getLogger(__name__)
-MAX_QUERY_CHARS = 2000
 
 
 class RetrievalPipeline:
@@ -88,26 +87,9 @@ class RetrievalPipeline:
         )
         self._warm = True
 
-    # --- validation ------------------------------------------------------------------------
-    def _check(self, query: str, k: int, n: int) -> str:
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError("query", "must not be empty")
-        if len(query) > MAX_QUERY_CHARS:
-            raise InvalidInputError("query", f"must be at most {MAX_QUERY_CHARS} characters")
-        if k < 1 or k > 100:
-            raise InvalidInputError("k", "must be between 1 and 100")
-        if n < 1 or n > self.settings.expand_max:
-            raise InvalidInputError("expand_to_n", f"must be between 1 and {self.settings.expand_max}")
-        return query.strip()
-
     def resolve_author(self, name: str) -> AuthorMatch:
         """An explicit author must name exactly one known author; otherwise a 422-style error."""
-        if not name.strip():
-            raise InvalidInputError("author", "must not be empty")
-        match = self.self_query.resolve_name(name)
-        if match.author is None:  # the reason lists the candidates (ambiguous) or the closest names
-            raise InvalidInputError("author", match.reason)
-        return match
+        return self.self_query.resolver.require(name)
 
     # --- the run ----------------------------------------------------------------------------
     def run(
@@ -121,7 +103,7 @@ class RetrievalPipeline:
         self.warm_up()
         k = self.settings.k if k is None else k
         n = self.settings.expand_to_n if expand_to_n is None else expand_to_n
-        query = self._check(query, k, n)
+        query = check_request(query, k=k, expand_to_n=n, author=author, expand_max=self.settings.expand_max)
         started = time.perf_counter()
         timings: dict[str, float] = {}
         warnings: list[str] = []

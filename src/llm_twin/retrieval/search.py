@@ -55,24 +55,7 @@ class SearchOutput:
 
 
 def hit_to_chunk(hit: Hit, collection: str) -> EmbeddedChunk:
-    p = hit.payload
-    return EmbeddedChunk(
-        id=str(p.get("chunk_id") or hit.id),
-        collection=collection,
-        content_type=p.get("content_type", "article"),
-        document_id=str(p.get("document_id", "")),
-        chunk_index=int(p.get("chunk_index", 0)),
-        content=p.get("content", ""),
-        author_ids=list(p.get("author_id") or []),
-        author_full_name=p.get("author_full_name", ""),
-        authors=list(p.get("authors") or []),
-        title=p.get("title"),
-        link=p.get("link"),
-        date=p.get("date"),
-        name=p.get("name"),
-        score=hit.score,
-        metadata=dict(p.get("metadata") or {}),
-    )
+    return EmbeddedChunk.from_payload(hit.payload, point_id=hit.id, collection=collection, score=hit.score)
 
 
 class QdrantHybridRetriever:
@@ -106,7 +89,7 @@ class QdrantHybridRetriever:
         self.embedder.warm_up()
 
     def quota(self, k: int) -> int:
-        """k split equally across collections (at least 1 each), as the seed workflow does."""
+        """k split equally across collections (at least 1 each)."""
         return max(1, math.ceil(k / len(self.collections)))
 
     def run(

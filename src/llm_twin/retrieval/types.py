@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
 
+#: matched: ``author`` is set; ambiguous: one name fits several authors (the candidates); several:
+#: different authors are named (the candidates); none: nobody (candidates, if any, are the closest
+#: known names, for the message).
+AuthorStatus = Literal["matched", "ambiguous", "several", "none"]
+
 
 @dataclass
 class AuthorMatch:
-    """Outcome of self-query: the author (or none) and why; ambiguous names list the candidates."""
+    """Outcome of self-query: the author (or none) and why; ambiguous names list the candidates.
+
+    ``reason`` is for people; code decides on ``status`` ("matched" whenever ``author`` is set).
+    """
 
     author: Author | None
     reason: str
     candidates: list[Author] = field(default_factory=list)
     matched_text: str | None = None
+    status: AuthorStatus = "none"
+
+    def __post_init__(self) -> None:
+        if self.author is not None:
+            self.status = "matched"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error
 from llm_twin.api.schemas import ErrorResponse, RAGRequest, RAGResponse, event_data
 from llm_twin.api.service import ThreadedStream
-from llm_twin.errors import InvalidInputError
+from llm_twin.domain.limits import check_request
 from llm_twin.rag.answer import RAGEvent
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,13 @@ def wants_stream(body: RAGRequest, request: Request) -> bool:
     },
 )
 async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings: SettingsDep):  # type: ignore[no-untyped-def]
-    if body.expand_to_n is not None and body.expand_to_n > settings.expand_max:
-        raise InvalidInputError("expand_to_n", f"must be at most {settings.expand_max} (LLM_TWIN_EXPAND_MAX)")
-    # Not a dependency on purpose: invalid input must get its 422 even while the store is down.
+    # The pipeline checks again; checking first gives invalid input its 422 even while the store is down
+    # (which is also why the pipeline is not a dependency).
+    query = check_request(
+        body.query, k=body.k, expand_to_n=body.expand_to_n, author=body.author, expand_max=settings.expand_max
+    )
     pipeline = await service.require_pipeline()
-    arguments: dict[str, Any] = {"query": body.query, "k": body.k, "expand_to_n": body.expand_to_n, "author": body.author}
+    arguments: dict[str, Any] = {"query": query, "k": body.k, "expand_to_n": body.expand_to_n, "author": body.author}
 
     if not wants_stream(body, request):
         answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)

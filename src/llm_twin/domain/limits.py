@@ -1,0 +1,49 @@
+"""Limits of a question (``/rag``, ``llm-twin ask``, ``llm-twin retrieve``), defined once.
+
+The API schema and the CLI read these constants for their own declarations (OpenAPI, option help),
+and ``check_request`` is the one validation: the retrieval pipeline calls it for every caller,
+and the entry points call it first only so that bad input is rejected before any model or store
+is touched (a 422 even while the store is down).
+"""
+
+from __future__ import annotations
+
+from llm_twin.errors import InvalidInputError
+
+#: A question, not a document: longer input is refused, never cut silently.
+MAX_QUERY_CHARS = 2000
+MIN_K = 1
+MAX_K = 100
+MIN_EXPAND_TO_N = 1
+MAX_AUTHOR_CHARS = 200
+
+
+def check_request(
+    query: str,
+    *,
+    expand_max: int,
+    k: int | None = None,
+    expand_to_n: int | None = None,
+    author: str | None = None,
+) -> str:
+    """The query without surrounding whitespace, or ``InvalidInputError`` naming the first bad field.
+
+    ``None`` means "use the configured default" and is not checked; ``expand_max`` is the
+    configured ceiling (``LLM_TWIN_EXPAND_MAX``).
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("query", "must not be empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInputError("query", f"must be at most {MAX_QUERY_CHARS} characters")
+    if k is not None and not MIN_K <= k <= MAX_K:
+        raise InvalidInputError("k", f"must be between {MIN_K} and {MAX_K}")
+    if expand_to_n is not None and not MIN_EXPAND_TO_N <= expand_to_n <= expand_max:
+        raise InvalidInputError(
+            "expand_to_n", f"must be between {MIN_EXPAND_TO_N} and {expand_max} (LLM_TWIN_EXPAND_MAX)"
+        )
+    if author is not None:
+        if not author.strip():
+            raise InvalidInputError("author", "must not be empty")
+        if len(author) > MAX_AUTHOR_CHARS:
+            raise InvalidInputError("author", f"must be at most {MAX_AUTHOR_CHARS} characters")
+    return query.strip()
