@@ -83,14 +83,29 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(default=60, ge=1)
     prefetch_limit: int = Field(default=50, ge=1, description="Candidates per branch before fusion.")
-    k_split: Literal["balanced", "equal", "global"] = Field(
+    k_split: Literal["relevance", "balanced", "equal", "global"] = Field(
         default="balanced",
-        description="equal: k/3 per collection; global: best k overall; "
-        "balanced: k/3 per collection first, free slots filled with the best of the rest.",
+        description="relevance (hybrid): one ranking across collections (dense and BM25 lists merged across "
+        "collections, then RRF), chunks grouped by document; equal: k/3 per collection; global: best k of the "
+        "per-collection fused scores; balanced: k/3 per collection first, free slots to the best of the rest.",
+    )
+    max_chunks_per_document: int = Field(
+        default=3, ge=1, le=100, description="k_split=relevance: chunks one document may fill before the next one."
     )
     rerank_backend: Literal["auto", "cross-encoder", "llm", "none"] = "auto"
     rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
     rerank_top_n: int = Field(default=20, ge=1)
+    aliases_file: Path | None = Field(
+        default=PROJECT_ROOT / "aliases.toml",
+        description="TOML file linking the names one person writes under ([[person]] name/aliases) and "
+        "rejecting wrong name-rule links ([[distinct]] names); absent: name rules alone.",
+    )
+    search_topic_only: bool = Field(
+        default=True,
+        description="Once self-query resolved an author (a filter), search with the question minus their name "
+        "and its framing ('What did X write about Y?' -> 'Y?'): a name in the search text ranks texts that "
+        "merely mention the person (commits) above texts on the topic.",
+    )
     self_query_llm: bool = Field(default=False, description="Ask the helper LLM for an author when the matcher finds none.")
     hyde: bool = Field(
         default=False,
@@ -174,7 +189,8 @@ class Settings(BaseSettings):
     opik_project: str = "llm-twin"
 
     @field_validator("qdrant_url", "llm_base_url", "helper_llm_base_url", "rerank_model", "sagemaker_role_arn",
-                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", "hyde_instruction", mode="before")
+                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", "hyde_instruction", "aliases_file",
+                     mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

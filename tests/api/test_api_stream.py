@@ -123,7 +123,9 @@ def test_streamed_and_blocking_requests_share_one_limit(tmp_path, first_streams:
         if second.ident is not None:  # started
             second.join(10)
 
-    assert finished == ["first", "second"]
+    # Which client thread reads its response to the end first is up to the scheduler; the order the
+    # pipeline served them in is what the limit decides.
+    assert sorted(finished) == ["first", "second"]
     assert [call["query"] for call in retrieval.calls] == ["first", "second"]
     assert all(response.status_code == 200 for response in results.values())
 

@@ -260,3 +260,24 @@ def test_status_says_what_was_found(resolver: AuthorResolver) -> None:
     assert resolver.run("How do I use asyncio?").status == "none"
     assert resolver.resolve_name("coghlan").status == "ambiguous"
     assert resolver.resolve_name("Gudio van Rosum").status == "none"
+
+
+def test_one_person_under_several_names_resolves_to_the_byline_and_filters_on_all_names() -> None:
+    """The issue's cases: "Pablo Galindo" (commits) is "Pablo Galindo Salgado" (PEPs), and "Eric Smith"
+    (a few old commits) is "Eric V. Smith" (PEPs) — before linking, the first found only commits and
+    the second was ambiguous between the two spellings."""
+    pablo = Author.from_name("Pablo Galindo Salgado").model_copy(update={"counts": {"article": 15, "post": 58}})
+    pablo_commits = Author.from_name("Pablo Galindo").model_copy(update={"counts": {"post": 38}})
+    eric = Author.from_name("Eric V. Smith").model_copy(update={"counts": {"article": 4, "post": 164}})
+    eric_commits = Author.from_name("Eric Smith").model_copy(update={"counts": {"post": 7}})
+    resolver = AuthorResolver([pablo, pablo_commits, eric, eric_commits, Author.from_name("Guido van Rossum")])
+
+    match = resolver.run("What did Pablo Galindo write about the PEG parser?")
+    assert match.author is not None and match.author.full_name == "Pablo Galindo Salgado"
+    assert "Pablo Galindo" in match.author.aliases and match.author.counts == {"article": 15, "post": 96}
+    assert resolver.author_ids(match.author) == [pablo.id, pablo_commits.id]
+
+    match = resolver.run("How did Eric Smith propose f-strings?")
+    assert match.author is not None and match.author.full_name == "Eric V. Smith"
+    assert sorted(resolver.author_ids(match.author)) == sorted([eric.id, eric_commits.id])
+    assert resolver.resolve_name(eric_commits.id).author == match.author, "an author id resolves to its person"

@@ -62,7 +62,7 @@ def store(request, tmp_path, encoded):
 def _requests(queries, mode, author=None, fusion="rrf"):
     dense, sparse = queries
     return [
-        SearchRequest(limit=3, mode=mode, dense=d, sparse=s, author_id=author, fusion=fusion)
+        SearchRequest(limit=3, mode=mode, dense=d, sparse=s, author_ids=(author,) if author else None, fusion=fusion)
         for d, s in zip(dense, sparse)
     ]
 
@@ -91,6 +91,15 @@ def test_author_filter(store, encoded, mode):
     results = store.query_batch("c", _requests(encoded[1], mode, author="b"))
     assert any(results)  # BM25 finds nothing for a query sharing no term with b's texts
     assert all(h.payload["author_id"] == ["b"] for hits in results for h in hits)
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_author_filter_covers_every_name_of_a_person(store, encoded, mode):
+    """One person writing under two names ("b" and "c"): the filter matches either, nobody else."""
+    dense, sparse = encoded[1]
+    requests = [SearchRequest(limit=6, mode=mode, dense=d, sparse=s, author_ids=("b", "c")) for d, s in zip(dense, sparse)]
+    found = {h.payload["author_id"][0] for hits in store.query_batch("c", requests) for h in hits}
+    assert found == {"b", "c"}
 
 
 def test_delete_document(store):

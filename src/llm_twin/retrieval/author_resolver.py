@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_twin.domain.authors import Author, normalize_name
+from llm_twin.domain.people import ORGANISATION_WORDS, AliasesSpec, People, link_people, read_aliases
 from llm_twin.errors import InvalidInputError
 from llm_twin.retrieval.types import AuthorMatch
 from llm_twin.store.registry import AuthorRegistry
@@ -47,18 +48,18 @@ _WORD = re.compile(r"@?\w+(?:[-.'’]\w+)*")
 _SENTENCE_END = re.compile(r"[.!?\n]\s*$")
 _HANDLE_SHAPED = re.compile(r"[\d\-_.]")
 MIN_LOWERCASE_HANDLE = 8
+#: What is left of "What did <person> write about X?" once the person is gone: only "X" is the topic.
+_FRAMING = re.compile(
+    r"\b(?:write|writes|wrote|written|writing|say|says|said|think|thinks|thought)\b(?:\s+(?:about|on|regarding)\b)?",
+    re.IGNORECASE,
+)
+_ASKED_WHAT = re.compile(r"^(?:what|which)\s+(?:did|does|do|has|have|had)\s+", re.IGNORECASE)
 _MAX_KEY_TOKENS = 6
 
 FULL, LAST, FIRST = 0, 1, 2  # key levels, most specific first
 _LEVEL_NAMES = {FULL: "full name or alias", LAST: "last name", FIRST: "first name"}
 _PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "del", "della", "dos", "das", "ter", "ten", "st", "bin", "ibn", "al", "el", "mac"}
 _SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "phd"}
-#: A name with one of these words is an organisation, not a person.
-ORGANISATION_WORDS = frozenset(
-    """authority association community company contributors corp corporation developers development
-    foundation group inc institute labs llc ltd maintainers others organisation organization project
-    services society software team university""".split()
-)
 
 #: Capitalised at the start of a sentence these are ordinary words, not names.
 COMMON_WORDS = frozenset(
@@ -167,10 +168,18 @@ class _Mention:
 class AuthorResolver:
     """Immutable index of the registry's authors (thread-safe); build once, after ingest."""
 
-    def __init__(self, authors: Iterable[Author]) -> None:
-        self._authors: dict[str, Author] = {a.id: a for a in authors}
+    def __init__(self, authors: Iterable[Author], aliases: AliasesSpec | None = None) -> None:
+        everyone = list(authors)
+        #: Several names of one person are one entry: a mention of any of them resolves to the
+        #: person, and a name two of their spellings share ("Eric Smith") is not ambiguous.
+        self.people: People = link_people(everyone, aliases)
+        self._all: dict[str, Author] = {a.id: a for a in everyone}
+        self._authors: dict[str, Author] = {
+            person: self._as_person(person) for person in set(self.people.person_of.values())
+        }
         index: dict[tuple[str, ...], dict[int, set[str]]] = {}
-        for author in self._authors.values():
+        for author in everyone:
+            person = self.people.person(author.id)
             levels = _name_keys(author.full_name)
             for alias in author.aliases:
                 key = _name_tokens(alias)
@@ -178,25 +187,43 @@ class AuthorResolver:
                     levels[FULL].add(key)
             for level, keys in levels.items():
                 for key in keys:
-                    index.setdefault(key, {}).setdefault(level, set()).add(author.id)
+                    index.setdefault(key, {}).setdefault(level, set()).add(person)
         # Keep only the most specific level of each key: "till" the one-word name beats "Till" the
         # surname of somebody else.
         self._index: dict[tuple[str, ...], tuple[int, frozenset[str]]] = {
             key: (min(levels), frozenset(levels[min(levels)])) for key, levels in index.items()
         }
         self._max_len = min(_MAX_KEY_TOKENS, max((len(k) for k in self._index), default=1))
-        # For ``closest``: every spelling an author goes by.
+        # For ``closest``: every spelling a person goes by.
         self._spellings: list[tuple[str, str]] = []
         for author in self._authors.values():
             for spelling in {author.full_name, *author.aliases}:
                 self._spellings.append((normalize_name(spelling), author.id))
 
+    def _as_person(self, person: str) -> Author:
+        """The shown author of a person, with the other names as aliases and the counts summed."""
+        head = self._all[person]
+        members = [self._all[m] for m in self.people.members(person)]
+        if len(members) == 1:
+            return head
+        counts: dict[str, int] = {}
+        for member in members:
+            for kind, n in member.counts.items():
+                counts[kind] = counts.get(kind, 0) + n
+        names = {alias for m in members for alias in (m.full_name, *m.aliases)} - {head.full_name}
+        return head.model_copy(update={"aliases": sorted(names), "counts": counts})
+
+    def author_ids(self, author: Author) -> list[str]:
+        """Every author id the person writes under: what an author filter must match."""
+        return self.people.members(self.people.person(author.id))
+
     @classmethod
-    def from_registry(cls, path: Path) -> AuthorResolver:
+    def from_registry(cls, path: Path, aliases_file: Path | None = None) -> AuthorResolver:
         """Read the authors through a read-only connection: self-query never writes the registry."""
+        aliases = read_aliases(aliases_file)
         registry = AuthorRegistry(path, read_only=True)
         try:
-            return cls(registry.authors())
+            return cls(registry.authors(), aliases)
         finally:
             registry.close()
 
@@ -297,8 +324,9 @@ class AuthorResolver:
     def resolve_name(self, name: str) -> AuthorMatch:
         """An explicitly given name (``--author``, or the helper LLM's answer): any case, any spelling we know."""
         name = name.strip()
-        if name in self._authors:  # an author id
-            return AuthorMatch(author=self._authors[name], reason="author id", matched_text=name)
+        if name in self._all:  # an author id
+            person = self._authors[self.people.person(name)]
+            return AuthorMatch(author=person, reason="author id", matched_text=name)
         key = _name_tokens(name)
         entry = self._index.get(key) if key else None
         if entry is not None:
@@ -322,6 +350,28 @@ class AuthorResolver:
         closest = self.closest(name)
         hint = "; closest: " + ", ".join(a.full_name for a in closest) if closest else ""
         return AuthorMatch(author=None, reason=f"no author named {name!r}{hint}", candidates=closest)
+
+    def without_person(self, text: str, author: Author) -> str:
+        """``text`` with every mention of ``author``'s person removed (any of their names, a possessive
+        or "@handle" included), and the framing that only pointed at them ("... write about").
+
+        Once the person is a filter, their name in the search text only makes BM25 and the embedder
+        prefer texts that name them (a commit "Add van Rossum as co-author") over texts about the topic.
+        Returns ``text`` unchanged when nothing would be left of it.
+        """
+        person = self.people.person(author.id)
+        spans = [m for m in self._mentions(text, strict=False) if person in m.authors]
+        if not spans:
+            return text
+        out = text
+        for mention in spans:
+            out = re.sub(re.escape(mention.text) + r"(?:['’]s\b)?", " ", out, count=1)
+        out, framed = _FRAMING.subn(" ", out)
+        if framed:  # "What did write about X?" -> "X?"
+            out = _ASKED_WHAT.sub("", out.strip())
+        out = re.sub(r"\s+", " ", out).strip(" ,;:-")
+        out = re.sub(r"\s+([?.!,])", r"\1", out)
+        return out if len(_WORD.findall(out)) >= 2 else text
 
     def require(self, name: str) -> AuthorMatch:
         """``resolve_name`` with an author, or ``InvalidInputError`` naming the candidates or the

@@ -61,6 +61,7 @@ class RetrievalPipeline:
             prefetch_limit=settings.prefetch_limit,
             rrf_k=settings.rrf_k,
             k_split=settings.k_split,
+            max_chunks_per_document=settings.max_chunks_per_document,
             fusion=settings.fusion,
             hyde_weight=settings.hyde_weight,
         )
@@ -128,22 +129,26 @@ class RetrievalPipeline:
             hyde: HydeResult = hyde_future.result() if hyde_future else HydeResult(None)
             if hyde.error:
                 warnings.append(hyde.error)
-            author_id = match.author.id if match.author else None
+            queries, author_ids = expansion.queries, None
+            if match.author is not None:
+                resolver = self.self_query.resolver
+                # The filter covers every name the person writes under (``domain/people.py``).
+                author_ids = tuple(resolver.author_ids(match.author))
+                if self.settings.search_topic_only:  # the filter finds the person; the text, the topic
+                    queries = _unique([resolver.without_person(q, match.author) for q in queries])
             candidates = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" else k
-            with trace_span("retrieval.search", queries=len(expansion.queries), author_filter=author_id is not None):
-                found = self.retriever.run(
-                    expansion.queries, candidates, author_id=author_id, mode=mode, hypothetical=hyde.passage
-                )
+            with trace_span("retrieval.search", queries=len(queries), author_filter=author_ids is not None):
+                found = self.retriever.run(queries, candidates, author_ids=author_ids, mode=mode, hypothetical=hyde.passage)
             timings.update(found.timings_ms)
             t0 = time.perf_counter()
             with trace_span("retrieval.rerank", backend=self.reranker.name, candidates=len(found.chunks)):
-                chunks = self.reranker.run(query, found.chunks, top_k=k)[:k]
+                chunks = self.reranker.run(queries[0], found.chunks, top_k=k)[:k]
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             timings["total"] = (time.perf_counter() - started) * 1000
         return RetrievalResult(
             query=query,
             author=match,
-            expanded_queries=expansion.queries,
+            expanded_queries=queries,
             chunks=chunks,
             rerank=self.reranker.name,
             timings_ms={key: round(value, 2) for key, value in timings.items()},
@@ -175,3 +180,9 @@ class RetrievalPipeline:
         self._pool.shutdown(wait=False)
         self.retriever.close()
         self.store.close()
+
+
+def _unique(queries: list[str]) -> list[str]:
+    """First occurrence of each query, compared without case (stripping a name can make two equal)."""
+    seen: set[str] = set()
+    return [q for q in queries if not (q.casefold() in seen or seen.add(q.casefold()))]

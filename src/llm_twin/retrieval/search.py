@@ -48,6 +48,20 @@ def blend_sparse(query: Sparse, passage: Sparse, weight: float) -> Sparse:
     return Sparse(indices=ordered, values=[terms[i] for i in ordered])
 
 
+def group_by_document(ranked: list[EmbeddedChunk], k: int, per_document: int) -> list[EmbeddedChunk]:
+    """Documents in the order of their best chunk; each contributes up to ``per_document`` chunks
+    (best first) before the next document gets a slot. Cut to ``k``."""
+    by_document: dict[tuple[str, str], list[EmbeddedChunk]] = {}
+    for chunk in ranked:
+        by_document.setdefault((chunk.collection, chunk.document_id), []).append(chunk)
+    out: list[EmbeddedChunk] = []
+    for chunks in by_document.values():
+        out.extend(chunks[:per_document])
+        if len(out) >= k:
+            break
+    return out[:k]
+
+
 @dataclass
 class SearchOutput:
     chunks: list[EmbeddedChunk]  # deduplicated by chunk id, best score kept, best first
@@ -73,6 +87,8 @@ class QdrantHybridRetriever:
         k_split: str = "balanced",
         fusion: str = "rrf",
         hyde_weight: float = 0.5,
+        max_chunks_per_document: int = 3,
+        group_pool_factor: int = 4,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -84,6 +100,8 @@ class QdrantHybridRetriever:
         self.k_split = k_split
         self.fusion = fusion
         self.hyde_weight = hyde_weight
+        self.max_chunks_per_document = max_chunks_per_document
+        self.group_pool_factor = group_pool_factor
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
@@ -96,7 +114,7 @@ class QdrantHybridRetriever:
         self,
         queries: list[str],
         k: int,
-        author_id: str | None = None,
+        author_ids: tuple[str, ...] | None = None,
         mode: SearchMode | None = None,
         hypothetical: str | None = None,
     ) -> SearchOutput:
@@ -106,10 +124,12 @@ class QdrantHybridRetriever:
         The searches return ids and scores only; payloads are fetched afterwards for the chosen
         ``k`` (one ``retrieve`` per collection), not for every candidate of every query.
         """
-        limit = self.quota(k) if self.k_split == "equal" else k
         mode = mode or self.mode
+        if self.k_split == "relevance" and mode == "hybrid":
+            return self._run_relevance(queries, k, author_ids, hypothetical)
+        limit = self.quota(k) if self.k_split == "equal" else k
         timings: dict[str, float] = {}
-        requests = self._requests(queries, limit, author_id, mode, hypothetical, timings, with_payload=False)
+        requests = self._requests(queries, limit, author_ids, mode, hypothetical, timings, with_payload=False)
         t1 = time.perf_counter()
         by_collection = self._query_all(requests)
         best: dict[str, _Candidate] = {}
@@ -122,6 +142,54 @@ class QdrantHybridRetriever:
         ranked = sorted(best.values(), key=lambda c: (-c.score, c.id))
         chosen = ranked if self.k_split == "equal" else self._select(ranked, k)
         chunks = self._with_payloads(chosen)
+        timings["search"] = (time.perf_counter() - t1) * 1000
+        return SearchOutput(chunks=chunks, timings_ms=timings)
+
+    def _run_relevance(
+        self, queries: list[str], k: int, author_ids: tuple[str, ...] | None, hypothetical: str | None
+    ) -> SearchOutput:
+        """Slots by relevance across collections, one source in one place.
+
+        Each collection answers a dense and a BM25 list per query. A cosine is comparable across
+        collections (one embedder) and a BM25 score nearly so, while a per-collection fusion is not:
+        every collection's best hit gets the same RRF score, so each would claim a slot whatever it
+        holds. So the lists are merged across collections first, and RRF runs over those global
+        ranks (and over the queries, as in RAG-fusion): a collection with nothing relevant ranks
+        low everywhere and gives nothing.
+
+        Then chunks are grouped by document: documents in the order of their best chunk, and up to
+        ``max_chunks_per_document`` of each in rank order, so five slots hold the passages of the
+        documents that answer instead of one chunk from each of five documents that mention the topic.
+        """
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        dense, sparse = self.encode(queries, "hybrid", hypothetical)
+        timings["embedding"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        depth = max(self.prefetch_limit, k)
+        requests = [
+            SearchRequest(limit=depth + TIE_SLACK, mode="dense", dense=d, author_ids=author_ids, with_payload=False)
+            for d in dense
+        ] + [
+            SearchRequest(limit=depth + TIE_SLACK, mode="sparse", sparse=s, author_ids=author_ids, with_payload=False)
+            for s in sparse
+        ]
+        by_collection = self._query_all(requests)
+        fused: dict[str, _Candidate] = {}
+        for i in range(len(requests)):
+            merged = [
+                _Candidate(hit.id, collection, hit.score)
+                for collection, results in zip(self.collections, by_collection, strict=True)
+                for hit in results[i]
+            ]
+            merged.sort(key=lambda c: (-c.score, c.id))
+            for rank, candidate in enumerate(merged[:depth], start=1):
+                seen = fused.setdefault(candidate.id, _Candidate(candidate.id, candidate.collection, 0.0))
+                seen.score += 1.0 / (self.rrf_k + rank)
+        ranked = sorted(fused.values(), key=lambda c: (-c.score, c.id))
+        # Grouping needs each candidate's document, which only the payload holds: fetch a few more than k.
+        pool = self._with_payloads(ranked[: max(k * self.group_pool_factor, k)])
+        chunks = group_by_document(pool, k, self.max_chunks_per_document)
         timings["search"] = (time.perf_counter() - t1) * 1000
         return SearchOutput(chunks=chunks, timings_ms=timings)
 
@@ -173,7 +241,7 @@ class QdrantHybridRetriever:
                 sparse = [blend_sparse(s, encoded[-1], self.hyde_weight) for s in sparse]
         return dense, sparse
 
-    def _requests(self, queries, limit, author_id, mode, hypothetical, timings, with_payload: bool) -> list[SearchRequest]:
+    def _requests(self, queries, limit, author_ids, mode, hypothetical, timings, with_payload: bool) -> list[SearchRequest]:
         t0 = time.perf_counter()
         dense, sparse = self.encode(queries, mode, hypothetical)
         timings["embedding"] = (time.perf_counter() - t0) * 1000
@@ -183,7 +251,7 @@ class QdrantHybridRetriever:
                 mode=mode,
                 dense=d,
                 sparse=s,
-                author_id=author_id,
+                author_ids=author_ids,
                 prefetch_limit=max(self.prefetch_limit, limit + TIE_SLACK),
                 rrf_k=self.rrf_k,
                 fusion=self.fusion,  # type: ignore[arg-type]
@@ -204,7 +272,7 @@ class QdrantHybridRetriever:
         self,
         queries: list[str],
         limit: int,
-        author_id: str | None = None,
+        author_ids: tuple[str, ...] | None = None,
         mode: SearchMode | None = None,
         hypotheticals: list[str | None] | None = None,
     ) -> tuple[list[list[EmbeddedChunk]], dict[str, float]]:
@@ -214,12 +282,12 @@ class QdrantHybridRetriever:
         mode = mode or self.mode
         timings: dict[str, float] = {"embedding": 0.0}
         if hypotheticals is None or not any(hypotheticals):
-            requests = self._requests(queries, limit, author_id, mode, None, timings, with_payload=True)
+            requests = self._requests(queries, limit, author_ids, mode, None, timings, with_payload=True)
         else:
             requests = []
             for query, passage in zip(queries, hypotheticals, strict=True):
                 step: dict[str, float] = {}
-                requests += self._requests([query], limit, author_id, mode, passage, step, with_payload=True)
+                requests += self._requests([query], limit, author_ids, mode, passage, step, with_payload=True)
                 timings["embedding"] += step["embedding"]
         t1 = time.perf_counter()
         by_collection = [

@@ -50,6 +50,7 @@ class SelfQuery:
         self,
         registry_path: Path | None = None,
         *,
+        aliases_file: Path | None = None,
         resolver: AuthorResolver | None = None,
         llm: LLMClient | None = None,
         use_llm: bool = False,
@@ -58,6 +59,7 @@ class SelfQuery:
         if registry_path is None and resolver is None:
             raise ValueError("SelfQuery needs a registry path or a resolver")
         self.registry_path = registry_path
+        self.aliases_file = aliases_file
         self.llm = llm
         self.use_llm = use_llm and llm is not None
         self.timeout_s = timeout_s
@@ -68,6 +70,7 @@ class SelfQuery:
     def from_settings(cls, settings: Settings, helper_llm: LLMClient | None = None) -> SelfQuery:
         return cls(
             settings.registry_path,
+            aliases_file=settings.aliases_file,
             llm=helper_llm,
             use_llm=settings.self_query_llm,
             timeout_s=settings.helper_llm_timeout_s,
@@ -79,14 +82,14 @@ class SelfQuery:
         with self._lock:
             if self._resolver is None:
                 assert self.registry_path is not None
-                self._resolver = AuthorResolver.from_registry(self.registry_path)
+                self._resolver = AuthorResolver.from_registry(self.registry_path, self.aliases_file)
                 logger.info("self-query: %d authors indexed from %s", len(self._resolver), self.registry_path)
 
     def refresh(self) -> None:
         """Re-read the registry (after an ingest in the same process)."""
         if self.registry_path is None:
             return
-        resolver = AuthorResolver.from_registry(self.registry_path)
+        resolver = AuthorResolver.from_registry(self.registry_path, self.aliases_file)
         with self._lock:
             self._resolver = resolver
 

@@ -33,7 +33,8 @@ class SearchRequest:
     mode: SearchMode = "hybrid"
     dense: list[float] | None = None
     sparse: Sparse | None = None
-    author_id: str | None = None
+    #: Only points of these authors (one person's names); None: everyone.
+    author_ids: tuple[str, ...] | None = None
     prefetch_limit: int = 50
     rrf_k: int = 60
     fusion: Literal["rrf", "dbsf"] = "rrf"

@@ -13,6 +13,7 @@ from qdrant_edge import (
     EdgeSparseVectorParams,
     EdgeVectorParams,
     FieldCondition,
+    MatchAny,
     Filter,
     Fusion,
     MatchValue,
@@ -35,10 +36,10 @@ from llm_twin.errors import StoreLockedError, StoreUnavailableError
 from llm_twin.store.base import DENSE, INDEXED_FIELDS, INT8_QUANTILE, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
 
 
-def _author_filter(author_id: str | None) -> Filter | None:
-    if author_id is None:
+def _author_filter(author_ids: tuple[str, ...] | None) -> Filter | None:
+    if not author_ids:
         return None
-    return Filter(must=[FieldCondition(key="author_id", match=MatchValue(author_id))])
+    return Filter(must=[FieldCondition(key="author_id", match=MatchAny(list(author_ids)))])
 
 
 class EdgeVectorStore:
@@ -169,7 +170,7 @@ class EdgeVectorStore:
         return [[Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in rs] for rs in results]
 
     def _request(self, r: SearchRequest) -> QueryRequest:
-        flt = _author_filter(r.author_id)
+        flt = _author_filter(r.author_ids)
         dense = Query.Nearest(r.dense, using=DENSE) if r.dense is not None else None
         sparse = (
             Query.Nearest(SparseVector(r.sparse.indices, r.sparse.values), using=SPARSE) if r.sparse is not None else None

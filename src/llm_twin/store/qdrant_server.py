@@ -9,10 +9,10 @@ from llm_twin.errors import StoreUnavailableError
 from llm_twin.store.base import DENSE, INDEXED_FIELDS, INT8_QUANTILE, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
 
 
-def _author_filter(author_id: str | None) -> models.Filter | None:
-    if author_id is None:
+def _author_filter(author_ids: tuple[str, ...] | None) -> models.Filter | None:
+    if not author_ids:
         return None
-    return models.Filter(must=[models.FieldCondition(key="author_id", match=models.MatchValue(value=author_id))])
+    return models.Filter(must=[models.FieldCondition(key="author_id", match=models.MatchAny(any=list(author_ids)))])
 
 
 class QdrantServerStore:
@@ -138,7 +138,7 @@ class QdrantServerStore:
         ]
 
     def _request(self, r: SearchRequest) -> models.QueryRequest:
-        flt = _author_filter(r.author_id)
+        flt = _author_filter(r.author_ids)
         sparse = models.SparseVector(indices=r.sparse.indices, values=r.sparse.values) if r.sparse else None
         if r.mode == "hybrid":
             return models.QueryRequest(
