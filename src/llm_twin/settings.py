@@ -139,6 +139,19 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    context_selection: Literal["sentences", "chunks"] = Field(
+        default="sentences",
+        description="sentences: the prompt holds the sentences of the retrieved chunks that bear most on the "
+        "question (scored by the embedder) under context_budget_tokens; chunks: the retrieved chunks whole.",
+    )
+    context_budget_tokens: int = Field(default=320, ge=32, le=8192, description="Tokens of kept sentences (sentences mode).")
+    evidence_floor: float = Field(
+        default=0.43,
+        ge=0.0,
+        le=1.0,
+        description="sentences mode: below this best sentence-to-question cosine the writing does not answer "
+        "the question, and the answer says so without calling the LLM (0 turns it off).",
+    )
     max_new_tokens: int = Field(default=256, ge=1, le=8192)
     temperature: float = Field(default=0.1, ge=0.0, le=2.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)

@@ -24,12 +24,14 @@ from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import GenerationParams, LLMClient
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
+from llm_twin.rag.context import ExtractiveContextSelector
 from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from llm_twin.domain.authors import Author
+    from llm_twin.domain.documents import EmbeddedChunk
     from llm_twin.retrieval.types import RetrievalResult
     from llm_twin.settings import Settings
 
@@ -94,10 +96,18 @@ def _ms(seconds: float) -> float:
 class RAGPipeline:
     """``retrieval`` → grounded prompt → ``llm``; one instance per process, shared by all requests."""
 
-    def __init__(self, retrieval: Retriever, llm: LLMClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        retrieval: Retriever,
+        llm: LLMClient,
+        settings: Settings,
+        selector: ExtractiveContextSelector | None = None,
+    ) -> None:
         self.retrieval = retrieval
         self.llm = llm
         self.settings = settings
+        #: None: the retrieved chunks go to the prompt whole (and no evidence floor applies).
+        self.selector = selector
         self._warm = False
 
     @classmethod
@@ -108,7 +118,12 @@ class RAGPipeline:
 
         llm = build_llm(settings)
         retrieval = RetrievalPipeline(settings, helper_llm=build_helper_llm(settings))
-        return cls(retrieval, llm, settings)
+        selector = (
+            ExtractiveContextSelector(retrieval.embedder, budget_tokens=settings.context_budget_tokens)
+            if settings.context_selection == "sentences"
+            else None
+        )
+        return cls(retrieval, llm, settings, selector)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -264,14 +279,15 @@ class RAGPipeline:
         timings = {key: value for key, value in result.timings_ms.items() if key != "total"}
         timings["retrieval"] = retrieval_ms
 
+        chunks = self._select(result, timings) if self.selector is not None else result.chunks
         prompt: GroundedPrompt | None = None
-        if result.chunks:
+        if chunks:
             prompt_started = time.perf_counter()
-            with trace_span("rag.prompt", candidates=len(result.chunks)) as span:
+            with trace_span("rag.prompt", candidates=len(chunks)) as span:
                 twin_of = result.author.author.full_name if result.author.author else None
                 try:
                     prompt = build_prompt_for_client(
-                        query, result.chunks, self.llm, self.settings.max_new_tokens, twin_of=twin_of
+                        query, chunks, self.llm, self.settings.max_new_tokens, twin_of=twin_of
                     )
                 except PromptBudgetError:
                     raise InvalidInputError(
@@ -287,6 +303,29 @@ class RAGPipeline:
             if not prompt.used_chunks:
                 prompt = None  # nothing fits: answering would be ungrounded
         return PreparedRequest(query=query, started=started, retrieval=result, prompt=prompt, timings_ms=timings)
+
+    def _select(self, result: RetrievalResult, timings: dict[str, float]) -> list[EmbeddedChunk]:
+        """The sentences that bear on the question; none when even the best is below the evidence floor
+        (the answer then says the writing does not cover it, without calling the model)."""
+        assert self.selector is not None
+        if not result.chunks:
+            return []
+        started = time.perf_counter()
+        # Scored against the topic (the question without the resolved author, when retrieval made one).
+        topic = result.expanded_queries[0] if result.expanded_queries else result.query
+        with trace_span("rag.select", candidates=len(result.chunks)) as span:
+            selected = self.selector.run(topic, result.chunks)
+            grounded = selected.evidence >= self.settings.evidence_floor
+            set_attributes(span, {
+                "evidence": round(selected.evidence, 4),
+                "evidence_floor": self.settings.evidence_floor,
+                "grounded": grounded,
+                "tokens.kept": selected.tokens,
+                "tokens.retrieved": selected.tokens_before,
+                "chunks.kept": len(selected.chunks),
+            })
+        timings["select"] = _ms(time.perf_counter() - started)
+        return selected.chunks if grounded else []
 
     def _generation_attributes(self, prepared: PreparedRequest, params: GenerationParams) -> dict[str, object]:
         return {
