@@ -84,17 +84,26 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=60, ge=1)
     prefetch_limit: int = Field(default=50, ge=1, description="Candidates per branch before fusion.")
     k_split: Literal["relevance", "balanced", "equal", "global"] = Field(
-        default="balanced",
+        default="relevance",
         description="relevance (hybrid): one ranking across collections (dense and BM25 lists merged across "
         "collections, then RRF), chunks grouped by document; equal: k/3 per collection; global: best k of the "
         "per-collection fused scores; balanced: k/3 per collection first, free slots to the best of the rest.",
     )
     max_chunks_per_document: int = Field(
-        default=3, ge=1, le=100, description="k_split=relevance: chunks one document may fill before the next one."
+        default=4, ge=1, le=100, description="k_split=relevance: chunks one document may fill before the next one."
     )
-    rerank_backend: Literal["auto", "cross-encoder", "llm", "none"] = "auto"
+    rerank_backend: Literal["auto", "cross-encoder", "sentence-embedding", "llm", "none"] = Field(
+        default="auto",
+        description="auto: a cross-encoder when one is configured or found under models/cross-encoder, else "
+        "sentence-embedding (each candidate's best sentence by the retrieval embedder, fused with the search rank).",
+    )
     rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
-    rerank_top_n: int = Field(default=20, ge=1)
+    rerank_top_n: int = Field(default=20, ge=1, description="Candidates reranked (and grouped by document).")
+    rerank_relative_floor: float = Field(
+        default=0.8, ge=0.0, lt=1.0,
+        description="sentence-embedding: leave out candidates whose best sentence scores below this share of the "
+        "best candidate's (0 keeps all): fewer, closer sources in the prompt.",
+    )
     aliases_file: Path | None = Field(
         default=PROJECT_ROOT / "aliases.toml",
         description="TOML file linking the names one person writes under ([[person]] name/aliases) and "

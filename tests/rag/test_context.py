@@ -6,7 +6,8 @@ import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
-from llm_twin.rag.context import ExtractiveContextSelector, estimate_tokens, split_sentences
+from llm_twin.domain.sentences import split_sentences
+from llm_twin.rag.context import ExtractiveContextSelector, estimate_tokens
 
 
 def _chunk(index: int, content: str) -> EmbeddedChunk:

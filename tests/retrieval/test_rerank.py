@@ -298,3 +298,38 @@ def test_llm_reranker_with_local_gguf(tmp_path: Path) -> None:
     assert all(np.isfinite(c.score) and c.metadata["rerank_score"] == c.score for c in ranked)
     assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
     assert len({c.score for c in ranked}) > 1  # real log-probabilities, not the +-1 text fallback
+
+
+def _sentence_chunk(index: int, content: str, title: str | None = None) -> EmbeddedChunk:
+    return EmbeddedChunk(
+        id=f"s{index}", collection="articles", content_type="article", document_id=f"d{index}", chunk_index=0,
+        content=content, author_ids=["a"], author_full_name="A", title=title, score=1.0 / (index + 1),
+    )
+
+
+def test_sentence_embedding_reranker_fuses_the_best_sentence_with_the_search_rank() -> None:
+    from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+    from llm_twin.retrieval.rerankers.sentence_embedding import SentenceEmbeddingReranker
+
+    chunks = [
+        _sentence_chunk(0, "Fix typo. Update the header."),  # a commit that ranked first on a shared word
+        _sentence_chunk(1, "The release process moves to a yearly cadence. Pattern matching adds the match "
+                           "statement, which compares a subject against case patterns."),
+        _sentence_chunk(2, "Packaging wheels with pip and setuptools is covered elsewhere."),
+    ]
+    reranker = SentenceEmbeddingReranker(OnnxSentenceEmbedder(), top_n=3, relative_floor=0.0)
+    ranked = reranker.run("How does the match statement compare a subject against patterns?", chunks, top_k=3)
+    assert ranked[0].id == "s1", "its best sentence answers, though its chunk ranked second"
+    assert ranked[0].metadata["search_score"] == chunks[1].score and "best_sentence_cosine" in ranked[0].metadata
+    assert chunks[1].metadata == {}, "input chunks are not mutated"
+
+    strict = SentenceEmbeddingReranker(OnnxSentenceEmbedder(), top_n=2, relative_floor=0.8)
+    kept = strict.run("How does the match statement compare a subject against patterns?", chunks, top_k=3)
+    assert [c.id for c in kept] == ["s1"], "weak candidates and the unscored tail are left out"
+
+
+def test_auto_uses_the_retrieval_embedder_when_no_cross_encoder_is_found(tmp_path: Path) -> None:
+    from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+
+    reranker = build_reranker(_settings(tmp_path, rerank_backend="auto", rerank_model=None), embedder=OnnxSentenceEmbedder())
+    assert reranker.name == "sentence-embedding" and "best sentence" in reranker.description

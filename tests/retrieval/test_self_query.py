@@ -281,3 +281,11 @@ def test_one_person_under_several_names_resolves_to_the_byline_and_filters_on_al
     assert match.author is not None and match.author.full_name == "Eric V. Smith"
     assert sorted(resolver.author_ids(match.author)) == sorted([eric.id, eric_commits.id])
     assert resolver.resolve_name(eric_commits.id).author == match.author, "an author id resolves to its person"
+
+
+def test_a_month_is_a_date_not_a_surname() -> None:
+    guido, july = Author.from_name("Guido van Rossum"), Author.from_name("Anna July")
+    resolver = AuthorResolver([guido, july])
+    match = resolver.run("What did Guido relent on when he tidied up the proposal in July 2018?")
+    assert match.author is not None and match.author.full_name == "Guido van Rossum"
+    assert resolver.run("What did Anna July write?").author == july, "a full name still matches"

@@ -19,17 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.domain.sentences import split_sentences
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 
-#: Sentence ends: . ! ? (not inside "e.g." / "3.1" style tokens) followed by space, or line breaks
-#: that end a paragraph, a list item or a heading (reStructuredText and Markdown are common here).
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9`*])|\n\s*\n|\n(?=\s*(?:[-*+•]|\d+[.)]|#+)\s)")
 _WORD = re.compile(r"\w+")
 #: Words per token for the budget estimate (the embedder's word-piece ratio on English prose);
 #: the prompt builder counts exact tokens afterwards, this only decides what to keep.
 TOKENS_PER_WORD = 1.35
-#: Sentences shorter than this are merged into the next: a heading alone carries no evidence.
-MIN_SENTENCE_WORDS = 5
 ELLIPSIS = " … "
 
 
@@ -51,28 +47,6 @@ class SelectedContext:
     #: Estimated tokens of the kept text, and of the chunks as retrieved.
     tokens: int
     tokens_before: int
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences (and list items, headings merged into what follows), whitespace normalised."""
-    pieces = [" ".join(p.split()) for p in _SENTENCE_END.split(text)]
-    out: list[str] = []
-    carry = ""
-    for piece in pieces:
-        if not piece:
-            continue
-        piece = f"{carry} {piece}".strip() if carry else piece
-        if len(_WORD.findall(piece)) < MIN_SENTENCE_WORDS:
-            carry = piece
-            continue
-        out.append(piece)
-        carry = ""
-    if carry:
-        if out:
-            out[-1] = f"{out[-1]} {carry}"
-        else:
-            out.append(carry)
-    return out
 
 
 def estimate_tokens(words: int) -> int:

@@ -61,6 +61,12 @@ _LEVEL_NAMES = {FULL: "full name or alias", LAST: "last name", FIRST: "first nam
 _PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "del", "della", "dos", "das", "ter", "ten", "st", "bin", "ibn", "al", "el", "mac"}
 _SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "phd"}
 
+#: Capitalised wherever they stand, so only a possessive or a longer name makes them a name.
+CALENDAR_WORDS = frozenset(
+    """january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday""".split()
+)
+
 #: Capitalised at the start of a sentence these are ordinary words, not names.
 COMMON_WORDS = frozenset(
     """a about above after again against all also an and any are as at be because been before being
@@ -242,7 +248,9 @@ class AuthorResolver:
         if token.capitalised:
             if token.sentence_start and not token.possessive and token.norm in COMMON_WORDS:
                 return False
-            return True
+            # Months and weekdays are capitalised anywhere in a sentence ("in July 2018"); as one word
+            # they are a date, not a name.
+            return token.possessive or token.norm not in CALENDAR_WORDS
         if level == FIRST or token.norm in COMMON_WORDS:
             return False
         return len(token.norm) >= MIN_LOWERCASE_HANDLE or bool(_HANDLE_SHAPED.search(token.norm))

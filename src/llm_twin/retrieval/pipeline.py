@@ -19,7 +19,7 @@ from llm_twin.observability.tracing import trace_span
 from llm_twin.retrieval.expansion import QueryExpander
 from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter
 from llm_twin.retrieval.rerankers.factory import build_reranker
-from llm_twin.retrieval.search import QdrantHybridRetriever
+from llm_twin.retrieval.search import QdrantHybridRetriever, group_by_document
 from llm_twin.retrieval.self_query import SelfQuery
 from llm_twin.retrieval.types import AuthorMatch, Reranker, RetrievalResult
 from llm_twin.settings import Settings
@@ -51,7 +51,7 @@ class RetrievalPipeline:
             if settings.hyde
             else None
         )
-        self.reranker = reranker or build_reranker(settings, helper_llm)
+        self.reranker = reranker or build_reranker(settings, helper_llm, self.embedder)
         self.retriever = QdrantHybridRetriever(
             self.store,
             self.embedder,
@@ -61,7 +61,7 @@ class RetrievalPipeline:
             prefetch_limit=settings.prefetch_limit,
             rrf_k=settings.rrf_k,
             k_split=settings.k_split,
-            max_chunks_per_document=settings.max_chunks_per_document,
+
             fusion=settings.fusion,
             hyde_weight=settings.hyde_weight,
         )
@@ -136,13 +136,16 @@ class RetrievalPipeline:
                 author_ids = tuple(resolver.author_ids(match.author))
                 if self.settings.search_topic_only:  # the filter finds the person; the text, the topic
                     queries = _unique([resolver.without_person(q, match.author) for q in queries])
-            candidates = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" else k
+            # Grouping by document and reranking each need a pool larger than k to choose from.
+            grouped = self.settings.k_split == "relevance"
+            pool = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" or grouped else k
             with trace_span("retrieval.search", queries=len(queries), author_filter=author_ids is not None):
-                found = self.retriever.run(queries, candidates, author_ids=author_ids, mode=mode, hypothetical=hyde.passage)
+                found = self.retriever.run(queries, pool, author_ids=author_ids, mode=mode, hypothetical=hyde.passage)
             timings.update(found.timings_ms)
             t0 = time.perf_counter()
             with trace_span("retrieval.rerank", backend=self.reranker.name, candidates=len(found.chunks)):
-                chunks = self.reranker.run(queries[0], found.chunks, top_k=k)[:k]
+                chunks = self.reranker.run(queries[0], found.chunks, top_k=pool)
+            chunks = group_by_document(chunks, k, self.settings.max_chunks_per_document) if grouped else chunks[:k]
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             timings["total"] = (time.perf_counter() - started) * 1000
         return RetrievalResult(

@@ -87,8 +87,6 @@ class QdrantHybridRetriever:
         k_split: str = "balanced",
         fusion: str = "rrf",
         hyde_weight: float = 0.5,
-        max_chunks_per_document: int = 3,
-        group_pool_factor: int = 4,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -100,8 +98,6 @@ class QdrantHybridRetriever:
         self.k_split = k_split
         self.fusion = fusion
         self.hyde_weight = hyde_weight
-        self.max_chunks_per_document = max_chunks_per_document
-        self.group_pool_factor = group_pool_factor
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
@@ -157,9 +153,8 @@ class QdrantHybridRetriever:
         ranks (and over the queries, as in RAG-fusion): a collection with nothing relevant ranks
         low everywhere and gives nothing.
 
-        Then chunks are grouped by document: documents in the order of their best chunk, and up to
-        ``max_chunks_per_document`` of each in rank order, so five slots hold the passages of the
-        documents that answer instead of one chunk from each of five documents that mention the topic.
+        The caller asks for a pool larger than the k it keeps, reranks it, and groups it by
+        document (``group_by_document``).
         """
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -187,9 +182,7 @@ class QdrantHybridRetriever:
                 seen = fused.setdefault(candidate.id, _Candidate(candidate.id, candidate.collection, 0.0))
                 seen.score += 1.0 / (self.rrf_k + rank)
         ranked = sorted(fused.values(), key=lambda c: (-c.score, c.id))
-        # Grouping needs each candidate's document, which only the payload holds: fetch a few more than k.
-        pool = self._with_payloads(ranked[: max(k * self.group_pool_factor, k)])
-        chunks = group_by_document(pool, k, self.max_chunks_per_document)
+        chunks = self._with_payloads(ranked[:k])
         timings["search"] = (time.perf_counter() - t1) * 1000
         return SearchOutput(chunks=chunks, timings_ms=timings)
 

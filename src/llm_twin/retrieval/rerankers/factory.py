@@ -6,12 +6,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.llm.base import LLMClient
 from llm_twin.models import ModelNotFoundError, find_onnx_files
 from llm_twin.retrieval.rerankers.base import RERANK_MODEL_ENV, RerankerConfigError, resolve_cross_encoder
 from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker
 from llm_twin.retrieval.rerankers.none import NoopReranker
 from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
+from llm_twin.retrieval.rerankers.sentence_embedding import DEFAULT_TOP_N, SentenceEmbeddingReranker
 from llm_twin.retrieval.rerankers.st_cross_encoder import SentenceTransformersCrossEncoderReranker
 from llm_twin.retrieval.types import Reranker
 
@@ -51,16 +53,26 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
     return OnnxCrossEncoderReranker(model, models_dir=settings.models_dir, top_n=settings.rerank_top_n)
 
 
-def build_reranker(settings: Settings, helper_llm: LLMClient | None = None) -> Reranker:
+def build_reranker(
+    settings: Settings, helper_llm: LLMClient | None = None, embedder: OnnxSentenceEmbedder | None = None
+) -> Reranker:
     """The reranker for ``settings.rerank_backend`` (not warmed up).
 
     ``auto``: the cross-encoder when ``rerank_model`` is set or one is found under
-    ``models_dir/cross-encoder/*``, otherwise ``none`` (logged, and reported in every response).
-    A configured model that cannot be found is an error, never a silent fallback.
+    ``models_dir/cross-encoder/*``; otherwise the sentence-embedding reranker over ``embedder``
+    (the retrieval embedder: no model to install), or ``none`` without one. What was chosen is
+    logged and reported in every response. A configured model that cannot be found is an error,
+    never a silent fallback.
     """
     backend = settings.rerank_backend
     if backend == "none":
         return NoopReranker("LLM_TWIN_RERANK_BACKEND=none")
+    if backend == "sentence-embedding":
+        if embedder is None:
+            raise RerankerConfigError("LLM_TWIN_RERANK_BACKEND=sentence-embedding needs the retrieval embedder")
+        return SentenceEmbeddingReranker(
+            embedder, top_n=min(settings.rerank_top_n, DEFAULT_TOP_N), relative_floor=settings.rerank_relative_floor
+        )
     if backend == "llm":
         if helper_llm is None:
             raise RerankerConfigError(
@@ -82,6 +94,12 @@ def build_reranker(settings: Settings, helper_llm: LLMClient | None = None) -> R
             reason = (
                 f"no cross-encoder configured ({RERANK_MODEL_ENV}) or found under {settings.models_dir / 'cross-encoder'}"
             )
+            if embedder is not None:
+                chosen = SentenceEmbeddingReranker(
+                    embedder, top_n=min(settings.rerank_top_n, DEFAULT_TOP_N), relative_floor=settings.rerank_relative_floor
+                )
+                logger.info("rerank: %s (%s)", chosen.description, reason)
+                return chosen
             logger.warning("rerank: none (%s)", reason)
             return NoopReranker(reason)
     reranker = _cross_encoder(model, settings)
