@@ -29,6 +29,7 @@ def retrieval_json(result) -> dict:
         "author_reason": result.author.reason,
         "author_candidates": [a.full_name for a in result.author.candidates],
         "expanded_queries": result.expanded_queries,
+        "search_queries": result.search_queries,
         "chunks": [
             {
                 "id": c.id,

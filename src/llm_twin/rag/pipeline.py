@@ -312,7 +312,7 @@ class RAGPipeline:
             return []
         started = time.perf_counter()
         # Scored against the topic (the question without the resolved author, when retrieval made one).
-        topic = result.expanded_queries[0] if result.expanded_queries else result.query
+        topic = (result.search_queries or result.expanded_queries or [result.query])[0]
         with trace_span("rag.select", candidates=len(result.chunks)) as span:
             selected = self.selector.run(topic, result.chunks)
             grounded = selected.evidence >= self.settings.evidence_floor

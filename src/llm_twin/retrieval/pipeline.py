@@ -151,7 +151,8 @@ class RetrievalPipeline:
         return RetrievalResult(
             query=query,
             author=match,
-            expanded_queries=queries,
+            expanded_queries=expansion.queries,
+            search_queries=queries,
             chunks=chunks,
             rerank=self.reranker.name,
             timings_ms={key: round(value, 2) for key, value in timings.items()},

@@ -61,3 +61,6 @@ class RetrievalResult:
     timings_ms: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     hypothetical_document: str | None = None  # the HyDE passage, when HyDE ran
+    #: What was searched: ``expanded_queries`` without the resolved author's names (the filter does
+    #: that job); the same as ``expanded_queries`` when no author was resolved.
+    search_queries: list[str] = field(default_factory=list)
