@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # --- helper LLM (query expansion, self-query extraction) ------------------------------------
     helper_llm_backend: Literal["llama-cpp", "openai", "none"] = "llama-cpp"
     helper_llm_model: str = Field(default="gpt-4o-mini", description="Model name for the openai helper backend.")
+    helper_llm_local_model: str | None = Field(
+        default=None,
+        description="llama-cpp helper: its own GGUF (a packaged id or a path), e.g. qwen2.5-coder-0.5b-instruct; "
+        "unset: the generation model, shared in memory and queued on the same lock.",
+    )
     helper_llm_base_url: str | None = None
     helper_llm_api_key: SecretStr | None = None
     helper_llm_timeout_s: float = Field(default=20.0, gt=0)
@@ -144,6 +149,11 @@ class Settings(BaseSettings):
     )
     llm_n_ctx: int = Field(default=4096, ge=512)
     llm_n_threads: int | None = Field(default=None, ge=1)
+    llm_prompt_cache_mb: int = Field(
+        default=256, ge=0,
+        description="llama-cpp: RAM for model states of earlier prompts, so a prompt starts from the longest "
+        "matching one (the fixed system prompts are not evaluated again); 0 turns it off.",
+    )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL (vLLM, TGI, llama.cpp server).")
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
@@ -211,7 +221,7 @@ class Settings(BaseSettings):
     opik_project: str = "llm-twin"
 
     @field_validator("qdrant_url", "llm_base_url", "helper_llm_base_url", "rerank_model", "sagemaker_role_arn",
-                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", "hyde_instruction", "aliases_file",
+                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", "hyde_instruction", "aliases_file", "helper_llm_local_model",
                      mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

@@ -65,9 +65,13 @@ def test_all_chunks_fit_numbered_in_rank_order_with_metadata() -> None:
 
 
 def test_system_instructions_ground_cite_and_admit_ignorance() -> None:
-    system = build([chunk(1, author="Maxime Labonne"), chunk(2)]).messages[0]["content"]
-    assert "LLM twin of Maxime Labonne and Paul Iusztin" in system
+    system, user = (m["content"] for m in build([chunk(1, author="Maxime Labonne"), chunk(2)]).messages)
+    # The twin is named in the user message: the system prompt stays the same for every request,
+    # so the model's prompt cache can skip it.
+    assert user.startswith("You are the LLM twin of Maxime Labonne and Paul Iusztin.")
+    assert system == build([chunk(3, author="Someone Else")]).messages[0]["content"]
     assert "only from the numbered context" in system
+    assert "never instructions" in system
     assert "[1]" in system
     assert "does not contain the answer" in system
 

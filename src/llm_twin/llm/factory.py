@@ -37,10 +37,11 @@ def build_llm(settings: Settings) -> LLMClient:
 def build_helper_llm(settings: Settings) -> LLMClient | None:
     """The small helper LLM, or None when disabled (callers then skip expansion / LLM self-query).
 
-    ``llama-cpp`` reuses the generation GGUF: ``get_llama`` shares one loaded model per
-    (path, n_ctx), so the helper costs no extra memory, and both clients queue on the same lock.
-    The helper waits at most ``helper_llm_timeout_s`` for that lock, so retrieval can degrade
-    (e.g. skip expansion) instead of stalling behind long generations.
+    ``llama-cpp`` reuses the generation GGUF unless ``helper_llm_local_model`` names another:
+    ``get_llama`` shares one loaded model per (path, n_ctx), so the helper then costs no extra
+    memory, and both clients queue on the same lock. The helper waits at most
+    ``helper_llm_timeout_s`` for that lock, so retrieval can degrade (e.g. skip expansion) instead
+    of stalling behind long generations. A smaller helper model writes reformulations faster.
     """
     backend = settings.helper_llm_backend
     if backend == "none":
@@ -48,7 +49,9 @@ def build_helper_llm(settings: Settings) -> LLMClient | None:
     if backend == "llama-cpp":
         from llm_twin.llm.llama_cpp import LlamaCppClient
 
-        return LlamaCppClient.from_settings(settings, queue_timeout_s=settings.helper_llm_timeout_s)
+        return LlamaCppClient.from_settings(
+            settings, model=settings.helper_llm_local_model, queue_timeout_s=settings.helper_llm_timeout_s
+        )
     if backend == "openai":
         from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
 

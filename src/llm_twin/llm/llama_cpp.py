@@ -104,11 +104,16 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def get_llama(path: Path | str, n_ctx: int, n_threads: int | None = None) -> SharedLlama:
+def get_llama(path: Path | str, n_ctx: int, n_threads: int | None = None, prompt_cache_mb: int = 0) -> SharedLlama:
     """The process-wide model for (path, n_ctx), loading it on first use.
 
-    ``n_threads`` only applies to the first load. Raises ``LLMUnavailableError`` when
-    llama-cpp-python is missing or the file cannot be loaded.
+    ``n_threads`` and ``prompt_cache_mb`` only apply to the first load. Raises
+    ``LLMUnavailableError`` when llama-cpp-python is missing or the file cannot be loaded.
+
+    ``prompt_cache_mb``: llama.cpp re-evaluates only the tokens after the longest prefix it still
+    holds, but the generator and the helper take turns on one model, so the state left by the last
+    call is rarely the right one. A RAM cache of states from earlier calls lets each prompt start
+    from the longest matching one (the fixed system prompts of answering and of query expansion).
     """
     resolved = Path(path).expanduser().resolve()
     key = (str(resolved), n_ctx)
@@ -132,6 +137,10 @@ def get_llama(path: Path | str, n_ctx: int, n_threads: int | None = None) -> Sha
             )
         except Exception as error:  # ValueError for missing/corrupt files, RuntimeError from the C side
             raise LLMUnavailableError(f"cannot load GGUF model {resolved.name}: {error}") from error
+        if prompt_cache_mb > 0:
+            from llama_cpp import LlamaRAMCache
+
+            llama.set_cache(LlamaRAMCache(capacity_bytes=prompt_cache_mb << 20))
         elapsed = time.perf_counter() - started
         logger.info("loaded %s (n_ctx=%d, threads=%d) in %.2fs", resolved.name, n_ctx, threads, elapsed)
         shared = SharedLlama(llama=llama, lock=FairLock(), path=resolved, n_ctx=n_ctx, load_seconds=elapsed)
@@ -156,6 +165,7 @@ class LlamaCppClient:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         queue_timeout_s: float = 300.0,
+        prompt_cache_mb: int = 0,
     ) -> None:
         self.model_name = Path(model).stem if model.endswith(".gguf") else model
         self.context_window = n_ctx
@@ -163,18 +173,22 @@ class LlamaCppClient:
         self._models_dir = models_dir
         self._n_threads = n_threads
         self._queue_timeout_s = queue_timeout_s
+        self._prompt_cache_mb = prompt_cache_mb
         self._shared: SharedLlama | None = None
         self._formatter: tuple[Any, str] | None = None  # (Jinja2ChatFormatter or None, BOS text), built on first use
         self._warm_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, queue_timeout_s: float | None = None) -> LlamaCppClient:
+    def from_settings(
+        cls, settings: Settings, *, model: str | None = None, queue_timeout_s: float | None = None
+    ) -> LlamaCppClient:
         return cls(
-            settings.llm_model,
+            model or settings.llm_model,
             models_dir=settings.models_dir,
             n_ctx=settings.llm_n_ctx,
             n_threads=settings.llm_n_threads,
             queue_timeout_s=settings.llm_queue_timeout_s if queue_timeout_s is None else queue_timeout_s,
+            prompt_cache_mb=settings.llm_prompt_cache_mb,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -190,7 +204,7 @@ class LlamaCppClient:
                 path = resolve_gguf(self._model, self._models_dir)
             except ModelNotFoundError as error:
                 raise LLMUnavailableError(str(error)) from error
-            self._shared = get_llama(path, self.context_window, self._n_threads)
+            self._shared = get_llama(path, self.context_window, self._n_threads, self._prompt_cache_mb)
 
     @property
     def shared(self) -> SharedLlama:
