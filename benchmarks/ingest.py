@@ -17,17 +17,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from llm_twin.settings import DEMO_FILES
 from llm_twin.ingest.pipeline import IngestPipeline
-from llm_twin.settings import load_settings
+from llm_twin.settings import DEMO_FILES, load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sample", type=int, default=0, help="Raw-embedder pass on a random sample of N chunks (0: all).")
-    parser.add_argument("--data-dir", type=Path, default=None, help="Where to build the store (default: a temp dir, removed).")
+    parser.add_argument(
+        "--sample", type=int, default=0, help="Raw-embedder pass on a random sample of N chunks (0: all)."
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="Where to build the store (default: a temp dir, removed)."
+    )
     parser.add_argument("--files", type=Path, nargs="*", default=None, help="JSONL files (default: the demo corpus).")
     args = parser.parse_args()
 

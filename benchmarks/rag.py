@@ -155,8 +155,18 @@ def ask_stream(client: httpx.Client, url: str, question: str, body: dict[str, An
 def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(server_env(args))
-    command = [sys.executable, "-c", "from llm_twin.cli import app; app()",
-               "serve", "--host", args.host, "--port", str(port), "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-c",
+        "from llm_twin.cli import app; app()",
+        "serve",
+        "--host",
+        args.host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     log = log_path.open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -270,16 +280,18 @@ def model_alone(args: argparse.Namespace, questions: list[str], body: dict[str, 
                 generation_ms = (time.perf_counter() - started) * 1000
                 text = "".join(pieces).strip()
                 tokens = pipeline.llm.count_tokens(text) if text else 0
-            rows.append({
-                "question": question,
-                "expansion_ms": round(expansion_ms, 1),
-                "generation_ms": round(generation_ms, 1),
-                "ttft_ms": round(ttft_ms, 1),
-                "compute_ms": round(expansion_ms + generation_ms, 1),
-                "completion_tokens": tokens,
-                "prompt_tokens": prepared.prompt.prompt_tokens if prepared.prompt else 0,
-                "sources": len(prepared.prompt.used_chunks) if prepared.prompt else 0,
-            })
+            rows.append(
+                {
+                    "question": question,
+                    "expansion_ms": round(expansion_ms, 1),
+                    "generation_ms": round(generation_ms, 1),
+                    "ttft_ms": round(ttft_ms, 1),
+                    "compute_ms": round(expansion_ms + generation_ms, 1),
+                    "completion_tokens": tokens,
+                    "prompt_tokens": prepared.prompt.prompt_tokens if prepared.prompt else 0,
+                    "sources": len(prepared.prompt.used_chunks) if prepared.prompt else 0,
+                }
+            )
     finally:
         pipeline.close()
     return rows
@@ -302,8 +314,7 @@ def markdown(report: dict[str, Any]) -> str:
         _row("time to first token ms", seq["ttft_ms"]),
         _row("model compute alone ms", over["compute_alone_ms"]),
         _row("model TTFT alone ms", over["ttft_alone_ms"]),
-        _row(f"/health under {load['concurrent_rag']} concurrent /rag ms", load["health_ms"], "p99 ≤ 50 ms",
-             p99=True),
+        _row(f"/health under {load['concurrent_rag']} concurrent /rag ms", load["health_ms"], "p99 ≤ 50 ms", p99=True),
         "",
         f"**Overhead ratio** (Σ end-to-end ÷ Σ model compute alone): **{over['ratio_total']:.3f}** "
         f"(per-question median {over['ratio_p50']:.3f}, max {over['ratio_max']:.3f}; target ≤ 1.15: "
@@ -365,8 +376,11 @@ def main(argv: list[str] | None = None) -> int:
             sequential = []
             for i, question in enumerate(questions, 1):
                 outcome = ask_stream(client, url, question, body)
-                print(f"[{i}/{len(questions)}] {outcome.status} e2e {outcome.e2e_ms:.0f} ms, "
-                      f"ttft {outcome.ttft_ms or 0:.0f} ms, {outcome.sources} sources", file=sys.stderr)
+                print(
+                    f"[{i}/{len(questions)}] {outcome.status} e2e {outcome.e2e_ms:.0f} ms, "
+                    f"ttft {outcome.ttft_ms or 0:.0f} ms, {outcome.sources} sources",
+                    file=sys.stderr,
+                )
                 sequential.append(outcome)
         load_questions = (questions * CONCURRENT)[:CONCURRENT]
         load = health_under_load(url, load_questions, body, args.request_timeout)
@@ -383,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     alone = model_alone(args, questions, body)
     load_average["after_replay"] = round(os.getloadavg()[0], 2)
 
-    ok = [(s, a) for s, a in zip(sequential, alone) if s.status == 200 and a["compute_ms"] > 0]
+    ok = [(s, a) for s, a in zip(sequential, alone, strict=True) if s.status == 200 and a["compute_ms"] > 0]
     ratios = [s.e2e_ms / a["compute_ms"] for s, a in ok]
     stage_keys = sorted({k for s in sequential for k in s.server_timings_ms})
     from llm_twin.settings import load_settings
@@ -392,7 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     n_expand = body.get("expand_to_n", settings.expand_to_n)
     in_service = [
-        (s.e2e_ms, s.server_timings_ms.get("expansion", 0.0) * (n_expand > 1) + s.server_timings_ms.get("generation", 0.0))
+        (
+            s.e2e_ms,
+            s.server_timings_ms.get("expansion", 0.0) * (n_expand > 1) + s.server_timings_ms.get("generation", 0.0),
+        )
         for s in sequential
         if s.status == 200
     ]
@@ -444,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                 "server_timings_ms": s.server_timings_ms,
                 "alone": a,
             }
-            for s, a in zip(sequential, alone)
+            for s, a in zip(sequential, alone, strict=True)
         ],
     }
     (args.out / "rag.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -27,10 +27,26 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # Three phrasings per question stand in for query expansion (no LLM in this stage).
 QUESTIONS = [
-    ("What did Guido van Rossum write about pattern matching?", "structural pattern matching match statement", "Guido's view on the match statement"),
-    ("How are PEPs proposed and accepted?", "PEP workflow steering council acceptance", "process for submitting a Python enhancement proposal"),
-    ("What is the style guide for Python code?", "PEP 8 naming conventions indentation", "how should Python code be formatted"),
-    ("How do type hints work in Python?", "function annotations typing module", "static type checking with annotations"),
+    (
+        "What did Guido van Rossum write about pattern matching?",
+        "structural pattern matching match statement",
+        "Guido's view on the match statement",
+    ),
+    (
+        "How are PEPs proposed and accepted?",
+        "PEP workflow steering council acceptance",
+        "process for submitting a Python enhancement proposal",
+    ),
+    (
+        "What is the style guide for Python code?",
+        "PEP 8 naming conventions indentation",
+        "how should Python code be formatted",
+    ),
+    (
+        "How do type hints work in Python?",
+        "function annotations typing module",
+        "static type checking with annotations",
+    ),
     ("What is the walrus operator?", "assignment expressions := operator", "PEP 572 assignment inside expressions"),
     ("How does async and await work?", "coroutines with async def syntax", "native coroutine PEP 492"),
     ("What are f-strings?", "literal string interpolation", "formatted string literals PEP 498"),
@@ -52,7 +68,7 @@ QUESTIONS = [
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def latency(data_dir: Path, rounds: int) -> dict:
@@ -83,7 +99,10 @@ def latency(data_dir: Path, rounds: int) -> dict:
             dense = embedder.embed([query])[0].tolist()
             sparse = bm25.embed_queries([query])[0]
             for collection in collections:
-                for hit in store.query_batch(collection, [SearchRequest(limit=limit, mode="hybrid", dense=dense, sparse=sparse, rrf_k=settings.rrf_k)])[0]:
+                for hit in store.query_batch(
+                    collection,
+                    [SearchRequest(limit=limit, mode="hybrid", dense=dense, sparse=sparse, rrf_k=settings.rrf_k)],
+                )[0]:
                     found[hit.id] = hit
         return sorted(found.values(), key=lambda h: h.score, reverse=True)[:k]
 
@@ -111,7 +130,7 @@ def latency(data_dir: Path, rounds: int) -> dict:
     summary["speedup_p50_vs_fp32"] = round(summary["reference_fp32"]["p50_ms"] / summary["ours"]["p50_ms"], 2)
     # Per question and round, the two paths ran back to back: the median of those ratios is less
     # sensitive to a noisy stretch than the ratio of two medians.
-    pairs = [r / o for r, o in zip(times["reference"], times["ours"])]
+    pairs = [r / o for r, o in zip(times["reference"], times["ours"], strict=True)]
     summary["speedup_paired_median"] = round(statistics.median(pairs), 2)
     summary["queries_per_request"] = 3
     summary["embedder"] = embedder.model_id
@@ -136,8 +155,17 @@ def rerank_costs(llm_pairs: int) -> dict:
 
     passage = " ".join(["Structural pattern matching compares a subject against patterns and binds names."] * 18)
     chunks = [
-        EmbeddedChunk(id=str(i), collection="c", content_type="article", document_id=str(i), chunk_index=0,
-                      content=passage, author_ids=[], author_full_name="x", score=1.0 / (i + 1))
+        EmbeddedChunk(
+            id=str(i),
+            collection="c",
+            content_type="article",
+            document_id=str(i),
+            chunk_index=0,
+            content=passage,
+            author_ids=[],
+            author_full_name="x",
+            score=1.0 / (i + 1),
+        )
         for i in range(20)
     ]
     query = "What did Guido van Rossum write about pattern matching?"
@@ -168,7 +196,10 @@ def rerank_costs(llm_pairs: int) -> dict:
         reranker.warm_up()
         t0 = time.perf_counter()
         reranker.run(query, chunks[:llm_pairs], top_k=llm_pairs)
-        costs["llm"] = {"ms_per_candidate": round((time.perf_counter() - t0) * 1000 / llm_pairs, 1), "model": llm.model_name}
+        costs["llm"] = {
+            "ms_per_candidate": round((time.perf_counter() - t0) * 1000 / llm_pairs, 1),
+            "model": llm.model_name,
+        }
     return costs
 
 
@@ -192,7 +223,9 @@ def scifact(llm_rerank_queries: int, hyde: bool, embedder: Path | None = None) -
         tuned = settings.model_copy(update={"embedding_model": str(embedder)})
         for mode in ("dense", "hybrid"):
             results[f"{mode}@finetuned"] = run_eval(tuned, dataset, mode, "none").as_dict()
-        results["hybrid_dbsf@finetuned"] = run_eval(tuned.model_copy(update={"fusion": "dbsf"}), dataset, "hybrid", "none").as_dict()
+        results["hybrid_dbsf@finetuned"] = run_eval(
+            tuned.model_copy(update={"fusion": "dbsf"}), dataset, "hybrid", "none"
+        ).as_dict()
         report = embedder / "training.json"
         if report.is_file():
             results["hybrid_dbsf@finetuned"]["training"] = json.loads(report.read_text())
@@ -214,7 +247,9 @@ def scifact(llm_rerank_queries: int, hyde: bool, embedder: Path | None = None) -
         base = run_eval(settings, dataset, "hybrid", "none", limit=llm_rerank_queries).as_dict()
         tuned = settings.model_copy(update={"rerank_top_n": 10})
         results[f"hybrid_first_{llm_rerank_queries}"] = base
-        results[f"hybrid+llm_first_{llm_rerank_queries}"] = run_eval(tuned, dataset, "hybrid", "llm", limit=llm_rerank_queries).as_dict()
+        results[f"hybrid+llm_first_{llm_rerank_queries}"] = run_eval(
+            tuned, dataset, "hybrid", "llm", limit=llm_rerank_queries
+        ).as_dict()
     return results
 
 
@@ -223,10 +258,19 @@ def main() -> int:
     parser.add_argument("--demo-data-dir", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-scifact", action="store_true")
-    parser.add_argument("--llm-rerank-queries", type=int, default=0, help="Also score hybrid+llm rerank on N queries (slow).")
+    parser.add_argument(
+        "--llm-rerank-queries", type=int, default=0, help="Also score hybrid+llm rerank on N queries (slow)."
+    )
     parser.add_argument("--llm-pairs", type=int, default=0, help="Measure the llm reranker's cost on N pairs (slow).")
-    parser.add_argument("--hyde", action="store_true", help="Also score HyDE (one local-LLM call per query: ~16 min on 2 cores).")
-    parser.add_argument("--embedder", type=Path, default=None, help="Also score an embedder fine-tuned on SciFact train (a directory from `llm-twin train embedder`).")
+    parser.add_argument(
+        "--hyde", action="store_true", help="Also score HyDE (one local-LLM call per query: ~16 min on 2 cores)."
+    )
+    parser.add_argument(
+        "--embedder",
+        type=Path,
+        default=None,
+        help="Also score an embedder fine-tuned on SciFact train (a directory from `llm-twin train embedder`).",
+    )
     args = parser.parse_args()
 
     result: dict = {}
@@ -249,13 +293,23 @@ def main() -> int:
             target = "best zero-shot"
         if "@finetuned" in name:
             name = name.replace("@finetuned", ", embedder fine-tuned on SciFact train")
-        md.append(f"| SciFact {name} ({r['queries']} q): nDCG@10 / R@100 / MRR@10 | {r['ndcg@10']:.4f} / {r['recall@100']:.4f} / {r['mrr@10']:.4f} | {target} |")
+        md.append(
+            f"| SciFact {name} ({r['queries']} q): nDCG@10 / R@100 / MRR@10 | {r['ndcg@10']:.4f} / {r['recall@100']:.4f} / {r['mrr@10']:.4f} | {target} |"
+        )
     lat = result["latency"]
-    md.append(f"| retrieval stage, ours (3 queries, 3 collections, k={lat['k']}) p50 / p95 | {lat['ours']['p50_ms']} / {lat['ours']['p95_ms']} ms | p50 <= 10 ms |")
-    md.append(f"| retrieval stage, reference way p50 / p95 | {lat['reference']['p50_ms']} / {lat['reference']['p95_ms']} ms | |")
-    md.append(f"| speed-up (p50; median of paired ratios) | {lat['speedup_p50']}x ({lat['speedup_paired_median']}x) | >= 1.5x |")
+    md.append(
+        f"| retrieval stage, ours (3 queries, 3 collections, k={lat['k']}) p50 / p95 | {lat['ours']['p50_ms']} / {lat['ours']['p95_ms']} ms | p50 <= 10 ms |"
+    )
+    md.append(
+        f"| retrieval stage, reference way p50 / p95 | {lat['reference']['p50_ms']} / {lat['reference']['p95_ms']} ms | |"
+    )
+    md.append(
+        f"| speed-up (p50; median of paired ratios) | {lat['speedup_p50']}x ({lat['speedup_paired_median']}x) | >= 1.5x |"
+    )
     fp = lat["reference_fp32"]
-    md.append(f"| reference way with an fp32 embedder (the reference's precision) p50 / p95 | {fp['p50_ms']} / {fp['p95_ms']} ms | |")
+    md.append(
+        f"| reference way with an fp32 embedder (the reference's precision) p50 / p95 | {fp['p50_ms']} / {fp['p95_ms']} ms | |"
+    )
     md.append(f"| speed-up over that (p50) | {lat['speedup_p50_vs_fp32']}x | |")
     for name, cost in result["rerank_cost"].items():
         md.append(f"| rerank cost, {name} | {cost['ms_per_candidate']} ms/candidate | |")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from corpus_support import write_small_corpus
 
+from corpus_support import write_small_corpus
 from llm_twin.settings import Settings, load_settings
+
 
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:

@@ -69,7 +69,9 @@ def build_test_cross_encoder(target_dir: Path) -> Path:
     onnx.save(add_cls_head(onnx.load(str(onnx_dir / "model.onnx"))), str(partial))
     shutil.copyfile(tok_dir / "model" / "tokenizer.json", target_dir / "tokenizer.json")
     config = json.loads((tok_dir / "model" / "config.json").read_text())
-    config.update(architectures=["BertForSequenceClassification"], num_labels=1, _name_or_path="llm-twin/test-cross-encoder")
+    config.update(
+        architectures=["BertForSequenceClassification"], num_labels=1, _name_or_path="llm-twin/test-cross-encoder"
+    )
     (target_dir / "config.json").write_text(json.dumps(config, indent=2))
     partial.replace(target_dir / "model.onnx")  # last, so a half-built directory is never "complete"
     return target_dir

@@ -29,7 +29,9 @@ def test_cli_reports_bad_settings_without_traceback(monkeypatch, tmp_path):
 
 
 def test_cross_field_rules_name_both_variables():
-    with pytest.raises(SettingsError, match="LLM_TWIN_CHUNK_OVERLAP_TOKENS must be less than half of LLM_TWIN_CHUNK_TOKENS"):
+    with pytest.raises(
+        SettingsError, match="LLM_TWIN_CHUNK_OVERLAP_TOKENS must be less than half of LLM_TWIN_CHUNK_TOKENS"
+    ):
         load_settings(chunk_overlap_tokens=200)
     with pytest.raises(SettingsError, match="LLM_TWIN_EXPAND_TO_N must not exceed LLM_TWIN_EXPAND_MAX"):
         load_settings(expand_to_n=4, expand_max=3)

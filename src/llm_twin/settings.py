@@ -25,12 +25,12 @@ class SettingsError(ConfigError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- storage -----------------------------------------------------------------------
-    data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Vectors, author registry, assembled model files.")
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data", description="Vectors, author registry, assembled model files."
+    )
     demo_data_dir: Path = SHARED_DIR / "data" / "demo"
     collection_articles: str = "embedded_articles"
     collection_posts: str = "embedded_posts"
@@ -100,7 +100,9 @@ class Settings(BaseSettings):
     rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
     rerank_top_n: int = Field(default=20, ge=1, description="Candidates reranked (and grouped by document).")
     rerank_relative_floor: float = Field(
-        default=0.8, ge=0.0, lt=1.0,
+        default=0.8,
+        ge=0.0,
+        lt=1.0,
         description="sentence-embedding: leave out candidates whose best sentence scores below this share of the "
         "best candidate's (0 keeps all): fewer, closer sources in the prompt.",
     )
@@ -115,7 +117,9 @@ class Settings(BaseSettings):
         "and its framing ('What did X write about Y?' -> 'Y?'): a name in the search text ranks texts that "
         "merely mention the person (commits) above texts on the topic.",
     )
-    self_query_llm: bool = Field(default=False, description="Ask the helper LLM for an author when the matcher finds none.")
+    self_query_llm: bool = Field(
+        default=False, description="Ask the helper LLM for an author when the matcher finds none."
+    )
     hyde: bool = Field(
         default=False,
         description="HyDE: the helper LLM writes a hypothetical passage that is blended into every query; one "
@@ -150,11 +154,14 @@ class Settings(BaseSettings):
     llm_n_ctx: int = Field(default=4096, ge=512)
     llm_n_threads: int | None = Field(default=None, ge=1)
     llm_prompt_cache_mb: int = Field(
-        default=256, ge=0,
+        default=256,
+        ge=0,
         description="llama-cpp: RAM for model states of earlier prompts, so a prompt starts from the longest "
         "matching one (the fixed system prompts are not evaluated again); 0 turns it off.",
     )
-    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL (vLLM, TGI, llama.cpp server).")
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL (vLLM, TGI, llama.cpp server)."
+    )
     llm_api_key: SecretStr | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
@@ -163,7 +170,9 @@ class Settings(BaseSettings):
         description="sentences: the prompt holds the sentences of the retrieved chunks that bear most on the "
         "question (scored by the embedder) under context_budget_tokens; chunks: the retrieved chunks whole.",
     )
-    context_budget_tokens: int = Field(default=320, ge=32, le=8192, description="Tokens of kept sentences (sentences mode).")
+    context_budget_tokens: int = Field(
+        default=320, ge=32, le=8192, description="Tokens of kept sentences (sentences mode)."
+    )
     evidence_floor: float = Field(
         default=0.43,
         ge=0.0,
@@ -184,7 +193,8 @@ class Settings(BaseSettings):
     sagemaker_model_name: str = "twin"
     sagemaker_inference_component: str | None = None
     sagemaker_chat_template: Literal["auto", "llama3", "chatml", "alpaca"] = Field(
-        default="auto", description="Prompt format sent to TGI; auto picks from hf_model_id (Llama 3 headers by default)."
+        default="auto",
+        description="Prompt format sent to TGI; auto picks from hf_model_id (Llama 3 headers by default).",
     )
     sagemaker_role_arn: str | None = None
     sagemaker_instance_type: str = "ml.g5.2xlarge"
@@ -202,7 +212,9 @@ class Settings(BaseSettings):
     autoscaling_enabled: bool = False
     autoscaling_min_instances: int = Field(default=1, ge=0)
     autoscaling_max_instances: int = Field(default=2, ge=1)
-    autoscaling_target_invocations: float = Field(default=50.0, gt=0, description="Invocations per instance per minute.")
+    autoscaling_target_invocations: float = Field(
+        default=50.0, gt=0, description="Invocations per instance per minute."
+    )
     autoscaling_scale_in_cooldown_s: int = Field(default=300, ge=0)
     autoscaling_scale_out_cooldown_s: int = Field(default=60, ge=0)
     deploy_timeout_s: float = Field(default=1800.0, gt=0)
@@ -220,15 +232,26 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     opik_project: str = "llm-twin"
 
-    @field_validator("qdrant_url", "llm_base_url", "helper_llm_base_url", "rerank_model", "sagemaker_role_arn",
-                     "sagemaker_inference_component", "hf_model_quantize", "otlp_endpoint", "hyde_instruction", "aliases_file", "helper_llm_local_model",
-                     mode="before")
+    @field_validator(
+        "qdrant_url",
+        "llm_base_url",
+        "helper_llm_base_url",
+        "rerank_model",
+        "sagemaker_role_arn",
+        "sagemaker_inference_component",
+        "hf_model_quantize",
+        "otlp_endpoint",
+        "hyde_instruction",
+        "aliases_file",
+        "helper_llm_local_model",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Settings":
+    def _consistent(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens // 2:
             raise ValueError(f"{ENV_PREFIX}CHUNK_OVERLAP_TOKENS must be less than half of {ENV_PREFIX}CHUNK_TOKENS")
         if self.chunk_tokens > self.max_seq_tokens - 2:

@@ -63,8 +63,11 @@ def write_corpus(demo_dir: Path, out: Path) -> Path:
     """Pick the records above (and five commits by Barry Warsaw) from the demo JSONL files."""
     barry = 0
     with out.open("w", encoding="utf-8") as handle:
-        for name, keep in (("peps.jsonl", CORPUS_PEPS), ("peps_commits.jsonl", CORPUS_COMMITS),
-                           ("packages.jsonl", CORPUS_PACKAGES)):
+        for name, keep in (
+            ("peps.jsonl", CORPUS_PEPS),
+            ("peps_commits.jsonl", CORPUS_COMMITS),
+            ("packages.jsonl", CORPUS_PACKAGES),
+        ):
             for line in (demo_dir / name).open(encoding="utf-8"):
                 record = json.loads(line)
                 wanted = record["id"] in keep or record["id"][:10] in keep

@@ -17,7 +17,9 @@ GUIDO = Author.from_name("Guido van Rossum")
 def make_chunk(i: int, author: str = "Guido van Rossum", content_type: str = "article") -> EmbeddedChunk:
     return EmbeddedChunk(
         id=f"chunk-{i}",
-        collection={"article": "embedded_articles", "post": "embedded_posts"}.get(content_type, "embedded_repositories"),
+        collection={"article": "embedded_articles", "post": "embedded_posts"}.get(
+            content_type, "embedded_repositories"
+        ),
         content_type=content_type,  # type: ignore[arg-type]
         document_id=f"pep-{i:04d}",
         chunk_index=0,
@@ -47,7 +49,9 @@ class FakeRetrieval:
         if self.warm_error is not None:
             raise self.warm_error
 
-    def run(self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None) -> RetrievalResult:
+    def run(
+        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+    ) -> RetrievalResult:
         self.calls.append({"query": query, "k": k, "expand_to_n": expand_to_n, "author": author})
         if self.error is not None:
             raise self.error
@@ -100,7 +104,9 @@ class FakeLLM:
 
     def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
         self._begin()
-        return Completion(text="".join(self.pieces), prompt_tokens=42, completion_tokens=len(self.pieces), finish_reason="stop")
+        return Completion(
+            text="".join(self.pieces), prompt_tokens=42, completion_tokens=len(self.pieces), finish_reason="stop"
+        )
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
         self._begin()

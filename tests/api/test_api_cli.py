@@ -31,7 +31,7 @@ def small_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def assert_one_line_error(result, code: int, *words: str) -> None:  # noqa: ANN001
+def assert_one_line_error(result, code: int, *words: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -84,8 +84,9 @@ def test_ask_with_a_missing_store_is_one_line_exit_1(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ask_prints_answer_and_numbered_sources(demo_data_dir: Path) -> None:
-    result = runner.invoke(app, ["ask", "What did Guido van Rossum write about pattern matching?"],
-                           env=small_env(demo_data_dir))
+    result = runner.invoke(
+        app, ["ask", "What did Guido van Rossum write about pattern matching?"], env=small_env(demo_data_dir)
+    )
     assert result.exit_code == 0, result.stderr
     answer, _, sources = result.stdout.partition("\nSources:\n")
     assert answer.strip()
@@ -95,8 +96,9 @@ def test_ask_prints_answer_and_numbered_sources(demo_data_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_ask_json_prints_the_api_response_object(demo_data_dir: Path) -> None:
-    result = runner.invoke(app, ["ask", "What did Guido van Rossum write about pattern matching?", "--json"],
-                           env=small_env(demo_data_dir))
+    result = runner.invoke(
+        app, ["ask", "What did Guido van Rossum write about pattern matching?", "--json"], env=small_env(demo_data_dir)
+    )
     assert result.exit_code == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["answer"].strip() and body["sources"] and body["rerank"] == "none"
@@ -117,7 +119,7 @@ def test_ask_stream_json_prints_events_in_order(demo_data_dir: Path) -> None:
 # --- ask --url: the same output through a running server (fakes behind real uvicorn) ------------------
 
 
-def test_ask_url_prints_answer_and_sources(live_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ask_url_prints_answer_and_sources(live_server, tmp_path: Path) -> None:
     url, _ = live_server
     result = runner.invoke(app, ["ask", "pattern matching", "--url", url], env=small_env(tmp_path))
     assert result.exit_code == 0, result.stderr
@@ -125,7 +127,7 @@ def test_ask_url_prints_answer_and_sources(live_server, tmp_path: Path) -> None:
     assert "  [1] PEP 1 — Guido van Rossum" in result.stdout
 
 
-def test_ask_url_stream_json_relays_the_events(live_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ask_url_stream_json_relays_the_events(live_server, tmp_path: Path) -> None:
     url, _ = live_server
     result = runner.invoke(app, ["ask", "q", "--url", url, "--stream", "--json"], env=small_env(tmp_path))
     assert result.exit_code == 0, result.stderr
@@ -133,7 +135,7 @@ def test_ask_url_stream_json_relays_the_events(live_server, tmp_path: Path) -> N
     assert kinds == ["sources", "token", "token", "token", "done"]
 
 
-def test_ask_url_stream_prints_tokens_then_sources(live_server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ask_url_stream_prints_tokens_then_sources(live_server, tmp_path: Path) -> None:
     url, _ = live_server
     result = runner.invoke(app, ["ask", "q", "--url", url, "--stream"], env=small_env(tmp_path))
     assert result.exit_code == 0, result.stderr
@@ -148,7 +150,7 @@ def test_ask_url_unreachable_server_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(result, 1, "cannot reach")
 
 
-def test_ask_url_maps_422_to_exit_2(live_server, fake_retrieval, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ask_url_maps_422_to_exit_2(live_server, fake_retrieval, tmp_path: Path) -> None:
     from llm_twin.errors import InvalidInputError
 
     url, _ = live_server

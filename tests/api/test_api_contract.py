@@ -11,14 +11,19 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from rag_fakes import FakeLLM, FakeRetrieval
 
 from llm_twin.api.app import create_app
-from llm_twin.errors import InvalidInputError, StoreLockedError, StoreUnavailableError
-from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.errors import (
+    InvalidInputError,
+    LLMError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
 from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import load_settings
-
-from rag_fakes import FakeLLM, FakeRetrieval
 
 SECRET = "/secret/path/at/line/42 Traceback"
 
@@ -64,7 +69,9 @@ def assert_error(response, status: int, code: str, field: str | None = None) -> 
 
 
 def test_rag_json_response_shape(client: TestClient, fake_retrieval: FakeRetrieval) -> None:
-    response = client.post("/rag", json={"query": "  What about pattern matching?  ", "k": 2, "author": "Guido van Rossum"})
+    response = client.post(
+        "/rag", json={"query": "  What about pattern matching?  ", "k": 2, "author": "Guido van Rossum"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["answer"] == "Pattern matching was proposed [1]."
@@ -76,7 +83,12 @@ def test_rag_json_response_shape(client: TestClient, fake_retrieval: FakeRetriev
     assert {"search", "retrieval", "prompt", "generation", "total"} <= set(body["timings_ms"])
     assert "total" in body["timings_ms"] and body["timings_ms"]["total"] >= body["timings_ms"]["generation"]
     # the query reaches retrieval stripped, with the request's options
-    assert fake_retrieval.calls[-1] == {"query": "What about pattern matching?", "k": 2, "expand_to_n": None, "author": "Guido van Rossum"}
+    assert fake_retrieval.calls[-1] == {
+        "query": "What about pattern matching?",
+        "k": 2,
+        "expand_to_n": None,
+        "author": "Guido van Rossum",
+    }
 
 
 def test_rag_without_author_reports_null(client: TestClient) -> None:
@@ -185,7 +197,9 @@ def test_invalid_input_from_retrieval_is_422(client: TestClient, fake_retrieval:
     error = assert_error(client.post("/rag", json={"query": "q", "author": "Nobody"}), 422, "invalid_input", "author")
     assert "Nobody" in error["message"]
     # streaming requests get the same JSON error: the stream has not started yet
-    assert_error(client.post("/rag", json={"query": "q", "author": "Nobody", "stream": True}), 422, "invalid_input", "author")
+    assert_error(
+        client.post("/rag", json={"query": "q", "author": "Nobody", "stream": True}), 422, "invalid_input", "author"
+    )
 
 
 # --- error mapping -----------------------------------------------------------------------------------
@@ -277,7 +291,9 @@ def test_health_answers_while_generation_is_running(client: TestClient, fake_llm
     assert results["rag"].status_code == 200  # type: ignore[attr-defined]
 
 
-def test_background_start_serves_health_while_loading(settings, fake_retrieval: FakeRetrieval, fake_llm: FakeLLM) -> None:
+def test_background_start_serves_health_while_loading(
+    settings, fake_retrieval: FakeRetrieval, fake_llm: FakeLLM
+) -> None:
     gate = threading.Event()
     fake_retrieval.warm_up = lambda: gate.wait(10)  # type: ignore[method-assign]  # a slow model load
     app = create_app(settings, RAGPipeline(fake_retrieval, fake_llm, settings), background_start=True)

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import slow_settings
 from fastapi.testclient import TestClient
 
+from conftest import slow_settings
 from llm_twin.api.app import create_app
 
 pytestmark = pytest.mark.slow

@@ -80,14 +80,16 @@ def test_client_disconnect_stops_generation(live_server: tuple[str, FakeLLM]) ->
     url, llm = live_server
     llm.pieces = tuple(f"tok{i} " for i in range(2000))  # ~2 ms per piece: ~4 s in all
     started = time.monotonic()
-    with httpx.Client(timeout=10) as client:
-        with client.stream("POST", f"{url}/rag", json={"query": "q", "stream": True}) as response:
-            assert response.status_code == 200
-            lines = response.iter_lines()
-            assert next(lines) == "event: sources"
-            while not next(lines).startswith("event: token"):
-                pass
-        # leaving the block closes the connection mid-stream
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{url}/rag", json={"query": "q", "stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines) == "event: sources"
+        while not next(lines).startswith("event: token"):
+            pass
+    # leaving the block closes the connection mid-stream
     assert llm.stream_closed.wait(3), "generation kept running after the client left"
     assert time.monotonic() - started < 3.5  # well before the ~4 s the full answer takes
     with httpx.Client(timeout=10) as client:
@@ -95,7 +97,7 @@ def test_client_disconnect_stops_generation(live_server: tuple[str, FakeLLM]) ->
 
 
 @pytest.mark.parametrize("first_streams", [True, False])
-def test_streamed_and_blocking_requests_share_one_limit(tmp_path, first_streams: bool) -> None:  # noqa: ANN001
+def test_streamed_and_blocking_requests_share_one_limit(tmp_path, first_streams: bool) -> None:
     settings = load_settings(data_dir=tmp_path, api_workers=1)
     retrieval, llm = FakeRetrieval(), FakeLLM()
     llm.gate = threading.Event()

@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from rag_fakes import FakeLLM, FakeRetrieval
 
 from llm_twin.api.app import create_app
-from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.observability import TracingConfigError, configure_tracing, install_exporter, shutdown_tracing, trace_span
+from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import load_settings
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
-
 from deploy_support import HF_TOKEN, MOTO_INSTANCE_TYPE, REGION, ROLE_ARN, moto_post
+from moto.server import ThreadedMotoServer
 
 from llm_twin.settings import Settings, load_settings
 
@@ -34,9 +33,17 @@ def boto_session():
 @pytest.fixture
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
     """Fake credentials, no config files, every AWS call to the (reset) moto server."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
-                 "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", "HF_TOKEN", "HTTP_PROXY", "HTTPS_PROXY",
-                 "http_proxy", "https_proxy"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL_SAGEMAKER",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING",
+        "HF_TOKEN",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)

@@ -67,10 +67,18 @@ def test_dry_run_prints_plan_offline_with_secrets_masked(monkeypatch, cli_app):
 
     assert result.exit_code == 0, result.output
     plan = build_plan(load_settings(aws_region="eu-west-1", autoscaling_enabled=True))
-    for expected in (plan.model_name, plan.endpoint_config_name, "endpoint:        twin", "ml.g5.2xlarge",
-                     "instance count:  1", tgi_image_uri("eu-west-1"), "HF_MODEL_ID=mlabonne/TwinLlama-3.1-8B-DPO",
-                     "HUGGING_FACE_HUB_TOKEN=hf_***", "LLM_TWIN_SAGEMAKER_ROLE_ARN is required",
-                     "autoscaling:     1..2 instances"):
+    for expected in (
+        plan.model_name,
+        plan.endpoint_config_name,
+        "endpoint:        twin",
+        "ml.g5.2xlarge",
+        "instance count:  1",
+        tgi_image_uri("eu-west-1"),
+        "HF_MODEL_ID=mlabonne/TwinLlama-3.1-8B-DPO",
+        "HUGGING_FACE_HUB_TOKEN=hf_***",
+        "LLM_TWIN_SAGEMAKER_ROLE_ARN is required",
+        "autoscaling:     1..2 instances",
+    ):
         assert expected in result.stdout
     assert "very_secret" not in result.output
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from botocore.stub import ANY, Stubber
@@ -16,7 +16,7 @@ from llm_twin.deploy.plan import build_plan
 from llm_twin.deploy.resource_manager import Action, ResourceManager
 from llm_twin.deploy.strategy import SagemakerHuggingfaceStrategy
 
-NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
 ENDPOINT_ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/twin"
 CONFIG_ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/twin"
 MODEL_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model/twin"
@@ -35,23 +35,37 @@ def clients(aws, boto_session):
 
 
 def _endpoint(status: str, config: str, reason: str | None = None) -> dict:
-    response = {"EndpointName": "twin", "EndpointArn": ENDPOINT_ARN,
-                "EndpointConfigName": config, "EndpointStatus": status, "CreationTime": NOW, "LastModifiedTime": NOW}
+    response = {
+        "EndpointName": "twin",
+        "EndpointArn": ENDPOINT_ARN,
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": NOW,
+        "LastModifiedTime": NOW,
+    }
     if reason:
         response["FailureReason"] = reason
     return response
 
 
 def _config(name: str, model: str, instance_type: str) -> dict:
-    return {"EndpointConfigName": name, "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}",
-            "CreationTime": NOW, "ProductionVariants": [
-                {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": instance_type,
-                 "InitialInstanceCount": 1}]}
+    return {
+        "EndpointConfigName": name,
+        "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:endpoint-config/{name}",
+        "CreationTime": NOW,
+        "ProductionVariants": [
+            {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": instance_type, "InitialInstanceCount": 1}
+        ],
+    }
 
 
 def _model(name: str) -> dict:
-    return {"ModelName": name, "ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{name}", "CreationTime": NOW,
-            "ExecutionRoleArn": "arn:aws:iam::123456789012:role/x"}
+    return {
+        "ModelName": name,
+        "ModelArn": f"arn:aws:sagemaker:us-east-1:1:model/{name}",
+        "CreationTime": NOW,
+        "ExecutionRoleArn": "arn:aws:iam::123456789012:role/x",
+    }
 
 
 def _strategy(sm, scaling, **kwargs) -> SagemakerHuggingfaceStrategy:
@@ -78,15 +92,30 @@ def test_changed_instance_type_takes_the_update_path(clients, make_settings):
     scaling_stub.add_client_error("deregister_scalable_target", **gone)
     # Model exists already; the new config does not: create it, then update_endpoint.
     sm_stub.add_response("describe_model", _model(new.model_name), {"ModelName": new.model_name})
-    sm_stub.add_client_error("describe_endpoint_config", **not_found,
-                             expected_params={"EndpointConfigName": new.endpoint_config_name})
-    sm_stub.add_response("create_endpoint_config", {"EndpointConfigArn": CONFIG_ARN}, {
-        "EndpointConfigName": new.endpoint_config_name,
-        "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": new.model_name,
-                                "InstanceType": "ml.g4dn.2xlarge", "InitialInstanceCount": 1,
-                                "InitialVariantWeight": 1.0}]})
-    sm_stub.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN},
-                         {"EndpointName": "twin", "EndpointConfigName": new.endpoint_config_name})
+    sm_stub.add_client_error(
+        "describe_endpoint_config", **not_found, expected_params={"EndpointConfigName": new.endpoint_config_name}
+    )
+    sm_stub.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": CONFIG_ARN},
+        {
+            "EndpointConfigName": new.endpoint_config_name,
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": new.model_name,
+                    "InstanceType": "ml.g4dn.2xlarge",
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+        },
+    )
+    sm_stub.add_response(
+        "update_endpoint",
+        {"EndpointArn": ENDPOINT_ARN},
+        {"EndpointName": "twin", "EndpointConfigName": new.endpoint_config_name},
+    )
     # Wait for InService, then drop the replaced config (the model is still in use).
     for status in ("Updating", "InService"):
         sm_stub.add_response("describe_endpoint", _endpoint(status, new.endpoint_config_name), {"EndpointName": "twin"})
@@ -108,24 +137,44 @@ def test_update_with_autoscaling_deregisters_first_and_registers_after(clients, 
         client.meta.events.register_first("before-call.*.*", lambda model, **_: calls.append(model.name))
 
     sm_stub.add_response("describe_endpoint", _endpoint("InService", old.endpoint_config_name))
-    sm_stub.add_response("describe_endpoint_config",
-                         _config(old.endpoint_config_name, old.model_name, "ml.g4dn.xlarge"))
+    sm_stub.add_response(
+        "describe_endpoint_config", _config(old.endpoint_config_name, old.model_name, "ml.g4dn.xlarge")
+    )
     scaling_stub.add_response("delete_scaling_policy", {})
-    scaling_stub.add_response("deregister_scalable_target", {}, {
-        "ServiceNamespace": "sagemaker", "ResourceId": resource_id, "ScalableDimension": DIMENSION})
+    scaling_stub.add_response(
+        "deregister_scalable_target",
+        {},
+        {"ServiceNamespace": "sagemaker", "ResourceId": resource_id, "ScalableDimension": DIMENSION},
+    )
     sm_stub.add_response("describe_model", _model(new.model_name))
     sm_stub.add_client_error("describe_endpoint_config", "ValidationException", "Could not find endpoint config")
     sm_stub.add_response("create_endpoint_config", {"EndpointConfigArn": CONFIG_ARN})
     sm_stub.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN})
     sm_stub.add_response("describe_endpoint", _endpoint("InService", new.endpoint_config_name))
     sm_stub.add_response("delete_endpoint_config", {})
-    scaling_stub.add_response("register_scalable_target", {}, {
-        "ServiceNamespace": "sagemaker", "ResourceId": resource_id, "ScalableDimension": DIMENSION,
-        "MinCapacity": 1, "MaxCapacity": 2})
-    scaling_stub.add_response("put_scaling_policy", {"PolicyARN": POLICY_ARN, "Alarms": []}, {
-        "PolicyName": "twin-invocations-per-instance", "ServiceNamespace": "sagemaker", "ResourceId": resource_id,
-        "ScalableDimension": DIMENSION, "PolicyType": "TargetTrackingScaling",
-        "TargetTrackingScalingPolicyConfiguration": ANY})
+    scaling_stub.add_response(
+        "register_scalable_target",
+        {},
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource_id,
+            "ScalableDimension": DIMENSION,
+            "MinCapacity": 1,
+            "MaxCapacity": 2,
+        },
+    )
+    scaling_stub.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": POLICY_ARN, "Alarms": []},
+        {
+            "PolicyName": "twin-invocations-per-instance",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource_id,
+            "ScalableDimension": DIMENSION,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": ANY,
+        },
+    )
 
     assert _strategy(sm, scaling).deploy(new).action is Action.UPDATE
     order = [calls.index(op) for op in ("DeregisterScalableTarget", "UpdateEndpoint", "RegisterScalableTarget")]
@@ -138,13 +187,22 @@ def test_failed_endpoint_reports_failure_reason(clients, make_settings):
     reason = "Image size 42GB is greater than supported size 30GB"
     sm_stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint")
     sm_stub.add_client_error("describe_model", "ValidationException", "Could not find model")
-    sm_stub.add_response("create_model", {"ModelArn": MODEL_ARN}, {
-        "ModelName": plan.model_name, "ExecutionRoleArn": plan.role_arn,
-        "PrimaryContainer": {"Image": plan.image_uri, "Environment": dict(plan.environment)}})
+    sm_stub.add_response(
+        "create_model",
+        {"ModelArn": MODEL_ARN},
+        {
+            "ModelName": plan.model_name,
+            "ExecutionRoleArn": plan.role_arn,
+            "PrimaryContainer": {"Image": plan.image_uri, "Environment": dict(plan.environment)},
+        },
+    )
     sm_stub.add_client_error("describe_endpoint_config", "ValidationException", "Could not find endpoint config")
     sm_stub.add_response("create_endpoint_config", {"EndpointConfigArn": CONFIG_ARN})
-    sm_stub.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN},
-                         {"EndpointName": "twin", "EndpointConfigName": plan.endpoint_config_name})
+    sm_stub.add_response(
+        "create_endpoint",
+        {"EndpointArn": ENDPOINT_ARN},
+        {"EndpointName": "twin", "EndpointConfigName": plan.endpoint_config_name},
+    )
     sm_stub.add_response("describe_endpoint", _endpoint("Creating", plan.endpoint_config_name))
     sm_stub.add_response("describe_endpoint", _endpoint("Failed", plan.endpoint_config_name, reason))
 
@@ -173,8 +231,9 @@ def test_wait_times_out(clients):
     for _ in range(3):
         sm_stub.add_response("describe_endpoint", _endpoint("Creating", "twin-x"))
     progress: list[str] = []
-    manager = ResourceManager(sm, timeout_s=60, poll_interval_s=30, sleep=lambda _s: None,
-                              clock=lambda: next(clock), progress=progress.append)
+    manager = ResourceManager(
+        sm, timeout_s=60, poll_interval_s=30, sleep=lambda _s: None, clock=lambda: next(clock), progress=progress.append
+    )
 
     with pytest.raises(DeployTimeoutError, match="still Creating after 60s"):
         manager.wait_in_service("twin")

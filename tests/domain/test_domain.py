@@ -31,11 +31,26 @@ def test_content_hash_ignores_evolving_author_aliases():
 
 def test_payload_keeps_the_stored_key_names():
     doc = _doc()
-    payload = EmbeddedChunk.from_chunk(Chunk(document=doc, index=2, content="abc"), "embedded_articles",
-                                       metadata={"embedding_size": 384}).to_payload()
+    payload = EmbeddedChunk.from_chunk(
+        Chunk(document=doc, index=2, content="abc"), "embedded_articles", metadata={"embedding_size": 384}
+    ).to_payload()
     # Existing stores hold exactly these keys: renaming one would lose data on read.
-    assert list(payload) == ["chunk_id", "document_id", "chunk_index", "content_type", "collection", "content",
-                             "author_id", "author_full_name", "authors", "title", "link", "date", "name", "metadata"]
+    assert list(payload) == [
+        "chunk_id",
+        "document_id",
+        "chunk_index",
+        "content_type",
+        "collection",
+        "content",
+        "author_id",
+        "author_full_name",
+        "authors",
+        "title",
+        "link",
+        "date",
+        "name",
+        "metadata",
+    ]
     assert payload["author_id"] == [author_id("Guido van Rossum")]
     assert payload["author_full_name"] == "Guido van Rossum" and payload["chunk_index"] == 2
     assert payload["metadata"] == {"embedding_size": 384}

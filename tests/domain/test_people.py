@@ -89,10 +89,15 @@ def test_a_missing_aliases_file_means_rules_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[[person]]\nname = 3\n", "[[person]]\nname = \"A\"\naliases = \"B\"\n", "[[distinct]]\nnames = [\"A\"]\n", "not toml ["],
+    [
+        "[[person]]\nname = 3\n",
+        '[[person]]\nname = "A"\naliases = "B"\n',
+        '[[distinct]]\nnames = ["A"]\n',
+        "not toml [",
+    ],
 )
 def test_a_malformed_aliases_file_is_a_config_error_naming_the_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "aliases.toml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(AliasesFileError, match="aliases.toml"):
+    with pytest.raises(AliasesFileError, match=r"aliases\.toml"):
         read_aliases(path)

@@ -50,7 +50,7 @@ def test_rows_stay_narrow_and_padding_is_masked():
     feeds, spans = packed_feeds([long, [1] * 60, [2] * 30])
     assert feeds["input_ids"].shape[1] == 100  # never wider than the longest text
     assert feeds["input_ids"].shape[0] == 2  # the 60 and 30 share a row
-    row, start, n = spans[1]
+    row, _start, _n = spans[1]
     assert feeds["attention_mask"][row].tolist() == [1] * 90 + [0] * 10
     assert (feeds[ATTENTION_BIAS][row, 0, :90, 90:] < -1e30).all()  # no text attends to padding
     assert packed_feeds([[1] * 5, [2] * 5])[0]["input_ids"].shape == (1, 10)  # short texts: up to MIN_ROW_WIDTH

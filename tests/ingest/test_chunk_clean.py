@@ -5,8 +5,6 @@ from llm_twin.ingest.chunk import TokenChunker
 from llm_twin.ingest.clean import clean_text
 
 
-
-
 @pytest.fixture(scope="module")
 def chunker() -> TokenChunker:
     embedder = OnnxSentenceEmbedder()

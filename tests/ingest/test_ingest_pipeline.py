@@ -9,14 +9,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from corpus_support import write_small_corpus
 from llm_twin.cli import app
 from llm_twin.domain.authors import author_id
 from llm_twin.ingest import pipeline as pipeline_module
 from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.settings import load_settings
 from llm_twin.store.registry import AuthorRegistry
-
-from corpus_support import write_small_corpus
 
 
 def _settings(tmp_path):
@@ -54,9 +53,9 @@ def test_registry_links_handles_and_counts(ingested_settings):
 
 
 def test_payload_fields(ingested_settings):
-    from llm_twin.store.edge import EdgeVectorStore
-    from llm_twin.store.base import SearchRequest
     from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+    from llm_twin.store.base import SearchRequest
+    from llm_twin.store.edge import EdgeVectorStore
 
     store = EdgeVectorStore(ingested_settings.vectors_dir)
     vector = OnnxSentenceEmbedder().embed(["structural pattern matching"])[0].tolist()

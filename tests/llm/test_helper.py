@@ -6,11 +6,10 @@ import time
 
 import pytest
 
+from llm_fakes import FakeLLM
 from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
 from llm_twin.llm.base import Completion, GenerationParams, SupportsDeadline
 from llm_twin.llm.helper import ask_helper, call_with_timeout
-
-from llm_fakes import FakeLLM
 
 MESSAGES = [{"role": "user", "content": "Question: what is RAG?"}]
 PARAMS = GenerationParams(max_new_tokens=8, temperature=0.0)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline, TokenScorer
 from llm_twin.errors import LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline, TokenScorer
 from llm_twin.llm.factory import build_helper_llm, build_llm
 from llm_twin.llm.llama_cpp import FairLock, LlamaCppClient, get_llama
-from llm_twin.rag.prompts import build_prompt_for_client
 from llm_twin.models import ModelNotFoundError, resolve_gguf
+from llm_twin.rag.prompts import build_prompt_for_client
 from llm_twin.settings import load_settings
 
 TINY = "smollm2-135m-instruct"
@@ -217,8 +217,13 @@ def test_get_llama_shares_one_model_per_path_and_context(client: LlamaCppClient,
 
 @pytest.mark.slow
 def test_factory_helper_reuses_the_generation_model(tiny_path: Path) -> None:
-    settings = load_settings(llm_backend="llama-cpp", llm_model=str(tiny_path), llm_n_ctx=N_CTX,
-                             helper_llm_backend="llama-cpp", helper_llm_timeout_s=7)
+    settings = load_settings(
+        llm_backend="llama-cpp",
+        llm_model=str(tiny_path),
+        llm_n_ctx=N_CTX,
+        helper_llm_backend="llama-cpp",
+        helper_llm_timeout_s=7,
+    )
     generator, helper = build_llm(settings), build_helper_llm(settings)
     assert isinstance(generator, LlamaCppClient) and isinstance(helper, LlamaCppClient)
     generator.warm_up()
@@ -232,9 +237,15 @@ def test_grounded_prompt_fits_the_real_context_window(tiny_path: Path) -> None:
     small = LlamaCppClient(str(tiny_path), models_dir=tiny_path.parent, n_ctx=512, n_threads=1)
     chunks = [
         EmbeddedChunk(
-            id=f"c{i}", collection="embedded_posts", content_type="post", document_id=f"d{i}", chunk_index=0,
+            id=f"c{i}",
+            collection="embedded_posts",
+            content_type="post",
+            document_id=f"d{i}",
+            chunk_index=0,
             content=("Retrieval augmented generation retrieves chunks before generating. " * 15),
-            author_ids=["a"], author_full_name="Paul Iusztin", title=f"Post {i}",
+            author_ids=["a"],
+            author_full_name="Paul Iusztin",
+            title=f"Post {i}",
         )
         for i in range(10)
     ]
@@ -257,6 +268,6 @@ def test_corrupt_gguf_is_unavailable(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
     llm = LlamaCppClient(str(bad), models_dir=tmp_path, n_ctx=512)
-    with pytest.raises(LLMUnavailableError, match="broken.gguf"):
+    with pytest.raises(LLMUnavailableError, match=r"broken\.gguf"):
         llm.warm_up()
     assert llm.model_name == "broken"

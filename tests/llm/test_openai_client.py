@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline, TokenScorer
 from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline, TokenScorer
 from llm_twin.llm.factory import build_helper_llm, build_llm
 from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
 from llm_twin.settings import load_settings
@@ -42,7 +42,9 @@ class FakeOpenAI:
 
 def completion_body(text: str) -> dict[str, Any]:
     return {
-        "id": "cmpl-1", "object": "chat.completion", "model": "served-model",
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "model": "served-model",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
     }
@@ -236,8 +238,14 @@ def test_repetition_penalty_is_not_sent_to_openai_itself(server: FakeOpenAI) -> 
 def test_factory_builds_openai_generation_and_helper(monkeypatch: pytest.MonkeyPatch, server: FakeOpenAI) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     settings = load_settings(
-        llm_backend="openai", llm_base_url=server.url, llm_model="twin-model", llm_api_key="sk-gen",
-        llm_timeout_s=9, helper_llm_backend="openai", helper_llm_model="gpt-4o-mini", helper_llm_timeout_s=3,
+        llm_backend="openai",
+        llm_base_url=server.url,
+        llm_model="twin-model",
+        llm_api_key="sk-gen",
+        llm_timeout_s=9,
+        helper_llm_backend="openai",
+        helper_llm_model="gpt-4o-mini",
+        helper_llm_timeout_s=3,
     )
     generator = build_llm(settings)
     assert isinstance(generator, OpenAICompatibleClient)

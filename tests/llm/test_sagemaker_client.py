@@ -11,8 +11,8 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from llm_twin.llm.base import GenerationParams, LLMClient
 from llm_twin.errors import LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.base import GenerationParams, LLMClient
 from llm_twin.llm.chat_templates import alpaca, chatml, llama3, template_for
 from llm_twin.llm.sagemaker import SagemakerTGIClient, iter_tgi_stream, tgi_parameters
 from llm_twin.settings import load_settings
@@ -22,16 +22,21 @@ MESSAGES = [{"role": "system", "content": "You are Paul."}, {"role": "user", "co
 
 @pytest.fixture
 def offline_aws(monkeypatch, tmp_path):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_CONFIG_FILE": str(tmp_path / "c"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "k"),
-                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "c"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "k"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 def _runtime():
-    return boto3.session.Session().client("sagemaker-runtime", region_name="us-east-1",
-                                          endpoint_url="http://127.0.0.1:9")
+    return boto3.session.Session().client(
+        "sagemaker-runtime", region_name="us-east-1", endpoint_url="http://127.0.0.1:9"
+    )
 
 
 def _body(payload: object) -> StreamingBody:
@@ -54,29 +59,58 @@ def test_llama3_template_is_the_header_format():
 
 def test_tgi_parameters_leave_out_values_tgi_rejects():
     assert tgi_parameters(GenerationParams(max_new_tokens=10, temperature=0.0, top_p=0.5)) == {
-        "max_new_tokens": 10, "return_full_text": False, "repetition_penalty": 1.1}
+        "max_new_tokens": 10,
+        "return_full_text": False,
+        "repetition_penalty": 1.1,
+    }
     sampled = tgi_parameters(GenerationParams(temperature=0.7, top_p=1.0, stop=("a", "b", "c", "d", "e")))
     assert sampled["temperature"] == 0.7 and "top_p" not in sampled
     assert sampled["stop"] == ["a", "b", "c", "d"]
 
 
 def test_complete_sends_tgi_payload_and_parses_answer(offline_aws):
-    settings = load_settings(sagemaker_endpoint_name="twin-prod", sagemaker_inference_component="twin-ic",
-                             aws_region="us-east-1")
+    settings = load_settings(
+        sagemaker_endpoint_name="twin-prod", sagemaker_inference_component="twin-ic", aws_region="us-east-1"
+    )
     runtime = _runtime()
     client = SagemakerTGIClient(settings, client=runtime)
     prompt = llama3(MESSAGES)
-    expected_body = json.dumps({"inputs": prompt, "parameters": {
-        "max_new_tokens": 32, "return_full_text": False, "repetition_penalty": 1.2, "temperature": 0.3,
-        "top_p": 0.9}}).encode()
+    expected_body = json.dumps(
+        {
+            "inputs": prompt,
+            "parameters": {
+                "max_new_tokens": 32,
+                "return_full_text": False,
+                "repetition_penalty": 1.2,
+                "temperature": 0.3,
+                "top_p": 0.9,
+            },
+        }
+    ).encode()
     with Stubber(runtime) as stub:
-        stub.add_response("invoke_endpoint",
-                          {"Body": _body([{"generated_text": "Retrieval-augmented generation.",
-                                           "details": {"finish_reason": "eos_token", "generated_tokens": 5}}])},
-                          {"EndpointName": "twin-prod", "InferenceComponentName": "twin-ic", "Body": expected_body,
-                           "ContentType": "application/json", "Accept": "application/json"})
-        completion = client.complete(MESSAGES, GenerationParams(max_new_tokens=32, temperature=0.3,
-                                                                repetition_penalty=1.2))
+        stub.add_response(
+            "invoke_endpoint",
+            {
+                "Body": _body(
+                    [
+                        {
+                            "generated_text": "Retrieval-augmented generation.",
+                            "details": {"finish_reason": "eos_token", "generated_tokens": 5},
+                        }
+                    ]
+                )
+            },
+            {
+                "EndpointName": "twin-prod",
+                "InferenceComponentName": "twin-ic",
+                "Body": expected_body,
+                "ContentType": "application/json",
+                "Accept": "application/json",
+            },
+        )
+        completion = client.complete(
+            MESSAGES, GenerationParams(max_new_tokens=32, temperature=0.3, repetition_penalty=1.2)
+        )
 
     assert isinstance(client, LLMClient)
     assert completion.text == "Retrieval-augmented generation."
@@ -84,12 +118,19 @@ def test_complete_sends_tgi_payload_and_parses_answer(offline_aws):
     assert client.context_window == settings.max_total_tokens
 
 
-@pytest.mark.parametrize(("code", "message", "extra", "summary"), [
-    ("ModelError", "Received client error (422) from primary: secret stack trace", {"OriginalStatusCode": 422},
-     "model error (status 422)"),
-    ("ValidationError", "Endpoint twin of account 123456789012 not found.", {}, "endpoint not found"),
-    ("ThrottlingException", "Rate exceeded", {}, "temporarily unavailable (ThrottlingException)"),
-])
+@pytest.mark.parametrize(
+    ("code", "message", "extra", "summary"),
+    [
+        (
+            "ModelError",
+            "Received client error (422) from primary: secret stack trace",
+            {"OriginalStatusCode": 422},
+            "model error (status 422)",
+        ),
+        ("ValidationError", "Endpoint twin of account 123456789012 not found.", {}, "endpoint not found"),
+        ("ThrottlingException", "Rate exceeded", {}, "temporarily unavailable (ThrottlingException)"),
+    ],
+)
 def test_client_errors_become_unavailable_with_a_safe_summary(offline_aws, code, message, extra, summary):
     runtime = _runtime()
     client = SagemakerTGIClient(load_settings(llm_max_retries=0), client=runtime)
@@ -141,7 +182,7 @@ def test_stream_parses_events_split_across_payload_parts():
         'data:{"token": {"id": 3, "text": "</s>", "special": true}, "generated_text": "Hello, café"}\n\n'
     ).encode()
     cut = events.index("é".encode()) + 1  # split inside a multi-byte character too
-    chunks = [events[:7], events[7:cut], events[cut:cut + 3], events[cut + 3:]]
+    chunks = [events[:7], events[7:cut], events[cut : cut + 3], events[cut + 3 :]]
 
     assert "".join(iter_tgi_stream(chunks)) == "Hello, café"
     assert list(iter_tgi_stream([b'data:{"token": {"text": "end"}}'])) == ["end"]  # no trailing newline

@@ -5,15 +5,23 @@ from __future__ import annotations
 import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.domain.sentences import split_sentences
+from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.rag.context import ExtractiveContextSelector, estimate_tokens
 
 
 def _chunk(index: int, content: str) -> EmbeddedChunk:
     return EmbeddedChunk(
-        id=f"c{index}", collection="articles", content_type="article", document_id=f"pep-{index}", chunk_index=0,
-        content=content, author_ids=["a"], author_full_name="Guido van Rossum", title=f"PEP {index}", score=1.0,
+        id=f"c{index}",
+        collection="articles",
+        content_type="article",
+        document_id=f"pep-{index}",
+        chunk_index=0,
+        content=content,
+        author_ids=["a"],
+        author_full_name="Guido van Rossum",
+        title=f"PEP {index}",
+        score=1.0,
     )
 
 
@@ -38,9 +46,12 @@ def test_split_sentences_keeps_lists_and_merges_headings_into_what_follows() -> 
 
 def test_selection_keeps_the_relevant_sentences_in_order_under_the_budget(selector) -> None:
     chunks = [
-        _chunk(1, "The release schedule moves to yearly releases. Structural pattern matching adds a match "
-                  "statement with case clauses. Each case clause holds a pattern and an optional guard. "
-                  "Buildbots test every supported platform."),
+        _chunk(
+            1,
+            "The release schedule moves to yearly releases. Structural pattern matching adds a match "
+            "statement with case clauses. Each case clause holds a pattern and an optional guard. "
+            "Buildbots test every supported platform.",
+        ),
         _chunk(2, "The walrus operator assigns inside expressions. Packaging metadata lives in pyproject.toml."),
     ]
     selected = selector.run("How does pattern matching with the match statement work?", chunks)

@@ -43,7 +43,11 @@ def total_tokens(messages: list[ChatMessage]) -> int:
 
 def build(chunks, *, window=10_000, new=100, overhead=0, question="What is RAG?"):
     return build_grounded_prompt(
-        question, chunks, count_tokens=words, context_window=window, max_new_tokens=new,
+        question,
+        chunks,
+        count_tokens=words,
+        context_window=window,
+        max_new_tokens=new,
         template_overhead_tokens=overhead,
     )
 

@@ -13,9 +13,8 @@ import pytest
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.errors import InvalidInputError
+from llm_twin.errors import InvalidInputError, LLMTimeoutError
 from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
-from llm_twin.errors import LLMTimeoutError
 from llm_twin.rag.answer import AnswerContext, DoneEvent, SourcesEvent, TokenEvent
 from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
@@ -47,7 +46,7 @@ class Retrieval:
     def warm_up(self) -> None:
         self.warmed = True
 
-    def run(self, query, k=None, expand_to_n=None, author=None) -> RetrievalResult:  # noqa: ANN001
+    def run(self, query, k=None, expand_to_n=None, author=None) -> RetrievalResult:
         return RetrievalResult(
             query=query,
             author=AuthorMatch(author=self.author, reason="test"),
@@ -87,8 +86,13 @@ class WordLLM:
         self.messages = messages
         if self.error:
             raise self.error
-        return Completion(text=" " + "".join(self.pieces) + " ", prompt_tokens=100, completion_tokens=4,
-                          finish_reason="stop", extra={"generation_seconds": 0.0})
+        return Completion(
+            text=" " + "".join(self.pieces) + " ",
+            prompt_tokens=100,
+            completion_tokens=4,
+            finish_reason="stop",
+            extra={"generation_seconds": 0.0},
+        )
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
         self.messages = messages
@@ -122,7 +126,17 @@ def test_run_answers_with_the_prompt_chunks_as_sources(settings) -> None:
     assert answer.warnings == ["expansion skipped"]
     assert answer.prompt_tokens == 100 and answer.completion_tokens == 4
     timings = answer.timings_ms
-    assert {"self_query", "expansion", "search", "rerank", "retrieval", "prompt", "generation", "llm_queue", "total"} <= set(timings)
+    assert {
+        "self_query",
+        "expansion",
+        "search",
+        "rerank",
+        "retrieval",
+        "prompt",
+        "generation",
+        "llm_queue",
+        "total",
+    } <= set(timings)
     assert timings["total"] >= timings["retrieval"]
 
 
@@ -221,8 +235,9 @@ def test_warm_up_and_close_reach_the_components(settings) -> None:
 def test_real_smollm2_answers_and_streams_the_same_way(tmp_path) -> None:
     from llm_twin.llm.llama_cpp import LlamaCppClient
 
-    settings = load_settings(data_dir=tmp_path, llm_model="smollm2-135m-instruct", llm_n_ctx=2048,
-                             max_new_tokens=24, temperature=0.0)
+    settings = load_settings(
+        data_dir=tmp_path, llm_model="smollm2-135m-instruct", llm_n_ctx=2048, max_new_tokens=24, temperature=0.0
+    )
     llm = LlamaCppClient.from_settings(settings)
     pipeline = RAGPipeline(Retrieval([chunk(1), chunk(2)], GUIDO), llm, settings)
     pipeline.warm_up()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from corpus_support import write_tiny_beir
 from typer.testing import CliRunner
 
+from corpus_support import write_tiny_beir
 from llm_twin.cli import app
 from llm_twin.retrieval.evaluation import DatasetError, eval_settings, load_beir
 from llm_twin.settings import load_settings
@@ -57,8 +57,18 @@ def test_eval_cli_bad_options(tiny_beir, tmp_path, monkeypatch):
 def test_eval_cli_with_hyde_on_the_real_small_model(tiny_beir, tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LLM_TWIN_LLM_MODEL", "smollm2-135m-instruct")  # the helper shares the generation GGUF
-    args = ["eval", "retrieval", "--dataset", str(tiny_beir), "--fusion", "dbsf", "--hyde", "--json",
-            "--hyde-instruction", "Write a scientific abstract about: {query}"]
+    args = [
+        "eval",
+        "retrieval",
+        "--dataset",
+        str(tiny_beir),
+        "--fusion",
+        "dbsf",
+        "--hyde",
+        "--json",
+        "--hyde-instruction",
+        "Write a scientific abstract about: {query}",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
@@ -79,7 +89,9 @@ def test_another_embedder_gets_its_own_eval_store(tmp_path):
     settings = load_settings(data_dir=tmp_path)
     default = eval_settings(settings, "scifact")
     tuned = eval_settings(settings.model_copy(update={"embedding_model": str(tmp_path / "minilm-tuned")}), "scifact")
-    other = eval_settings(settings.model_copy(update={"embedding_model": str(tmp_path / "b" / "minilm-tuned")}), "scifact")
+    other = eval_settings(
+        settings.model_copy(update={"embedding_model": str(tmp_path / "b" / "minilm-tuned")}), "scifact"
+    )
     assert default.data_dir == tmp_path / "eval" / "scifact"
     assert tuned.data_dir.parent == default.data_dir.parent and tuned.data_dir.name.startswith("scifact@minilm-tuned-")
     assert other.data_dir != tuned.data_dir  # same folder name elsewhere: not the same store

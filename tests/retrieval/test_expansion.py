@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from llm_fakes import FakeLLM
 from llm_twin.errors import LLMError, LLMTimeoutError
 from llm_twin.retrieval.expansion import QueryExpander, parse_reformulations
-
-from llm_fakes import FakeLLM
 
 ORIGINAL = "What did Guido van Rossum write about pattern matching?"
 
@@ -19,22 +18,38 @@ ORIGINAL = "What did Guido van Rossum write about pattern matching?"
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1. How does Guido describe match statements?\n2. Guido van Rossum on structural pattern matching",
-         ["How does Guido describe match statements?", "Guido van Rossum on structural pattern matching"]),
+        (
+            "1. How does Guido describe match statements?\n2. Guido van Rossum on structural pattern matching",
+            ["How does Guido describe match statements?", "Guido van Rossum on structural pattern matching"],
+        ),
         ("1) First question?\n\n\n2) Second question?", ["First question?", "Second question?"]),
         ("- First question?\n* Second question?\n• Third question?", ["First question?", "Second question?"]),
         ('["First question?", "Second question?", "Third?"]', ["First question?", "Second question?"]),
-        ('```json\n{"questions": ["First question?", "Second question?"]}\n```', ["First question?", "Second question?"]),
-        ('[{"question": "First question?"}, {"question": "Second question?"}]', ["First question?", "Second question?"]),
+        (
+            '```json\n{"questions": ["First question?", "Second question?"]}\n```',
+            ["First question?", "Second question?"],
+        ),
+        (
+            '[{"question": "First question?"}, {"question": "Second question?"}]',
+            ["First question?", "Second question?"],
+        ),
         ("First question? #next-question# Second question?", ["First question?", "Second question?"]),
         ("First question?#Second question?", ["First question?", "Second question?"]),
-        ('Here are 2 alternative questions:\n1. "First question?"\n2. \'Second question?\'', ["First question?", "Second question?"]),
+        (
+            "Here are 2 alternative questions:\n1. \"First question?\"\n2. 'Second question?'",
+            ["First question?", "Second question?"],
+        ),
         ("Sure! First question?\nSecond question?", ["First question?", "Second question?"]),
         ("Q1: First question?\nQuestion 2: Second question?", ["First question?", "Second question?"]),
         # duplicates (case, punctuation) and copies of the original are dropped
-        (f"1. {ORIGINAL.upper()}\n2. First question?\n3. first question\n4. Second question?",
-         ["First question?", "Second question?"]),
-        ("How is C# pattern matching different?\nSecond question?", ["How is C# pattern matching different?", "Second question?"]),
+        (
+            f"1. {ORIGINAL.upper()}\n2. First question?\n3. first question\n4. Second question?",
+            ["First question?", "Second question?"],
+        ),
+        (
+            "How is C# pattern matching different?\nSecond question?",
+            ["How is C# pattern matching different?", "Second question?"],
+        ),
         ("A: Pattern matching was added in 3.10.\nFirst question?", ["First question?"]),  # answers dropped
         ("First question?\n" + "This is an essay, not a query. " * 20, ["First question?"]),
         ("", []),
@@ -53,7 +68,9 @@ def test_parse_reformulations_respects_want() -> None:
 
 
 def test_expander_keeps_the_original_first() -> None:
-    llm = FakeLLM("1. How does Guido describe match statements?\n2. PEP 634 structural pattern matching rationale\n3. extra")
+    llm = FakeLLM(
+        "1. How does Guido describe match statements?\n2. PEP 634 structural pattern matching rationale\n3. extra"
+    )
     result = QueryExpander(llm, max_n=5, timeout_s=5).run(ORIGINAL, n=3)
     assert result.error is None
     assert result.queries == [

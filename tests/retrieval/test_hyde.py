@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llm_fakes import FakeLLM
 from llm_twin.domain.authors import author_id
 from llm_twin.embedding.bm25 import Bm25SparseEncoder, Sparse
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
@@ -13,8 +14,6 @@ from llm_twin.errors import LLMUnavailableError
 from llm_twin.retrieval.hyde import HypotheticalDocumentWriter, clean_passage
 from llm_twin.retrieval.pipeline import RetrievalPipeline
 from llm_twin.retrieval.search import QdrantHybridRetriever, blend_sparse
-
-from llm_fakes import FakeLLM
 
 PASSAGE = (
     "Structural pattern matching adds a match statement with case clauses; patterns destructure "
@@ -79,7 +78,7 @@ def test_encode_blends_the_passage_into_every_query():
     expected = (q + 0.5 * p) / np.linalg.norm(q + 0.5 * p, axis=1, keepdims=True)
     assert np.allclose(np.asarray(dense), expected, atol=1e-5)
     passage_terms = set(bm25.embed_queries([PASSAGE])[0].indices)
-    for query, vector in zip(queries, sparse):
+    for query, vector in zip(queries, sparse, strict=True):
         assert set(vector.indices) == set(bm25.embed_queries([query])[0].indices) | passage_terms
     plain_dense, plain_sparse = retriever.encode(queries, "hybrid")
     assert np.allclose(np.asarray(plain_dense), embedder.embed(queries), atol=1e-6)
@@ -121,7 +120,9 @@ def test_instruction_with_placeholder_is_the_whole_prompt():
     writer = HypotheticalDocumentWriter(llm, instruction="Write a scientific passage.\nClaim: {query}\nPassage:")
     assert writer.run("Vitamin D lowers risk").passage == PASSAGE
     messages, _ = llm.calls[0]
-    assert messages == [{"role": "user", "content": "Write a scientific passage.\nClaim: Vitamin D lowers risk\nPassage:"}]
+    assert messages == [
+        {"role": "user", "content": "Write a scientific passage.\nClaim: Vitamin D lowers risk\nPassage:"}
+    ]
     plain = HypotheticalDocumentWriter(llm, instruction="Answer in the style of a PEP.")
     assert [m["role"] for m in plain.messages("q")] == ["system", "user"]
     assert plain.messages("q")[0]["content"] == "Answer in the style of a PEP."

@@ -18,14 +18,28 @@ from llm_twin.store.edge import EdgeVectorStore
 
 def _chunk(document: str, index: int, score: float) -> EmbeddedChunk:
     return EmbeddedChunk(
-        id=f"{document}-{index}", collection="articles", content_type="article", document_id=document,
-        chunk_index=index, content="x", author_ids=[], author_full_name="A", score=score,
+        id=f"{document}-{index}",
+        collection="articles",
+        content_type="article",
+        document_id=document,
+        chunk_index=index,
+        content="x",
+        author_ids=[],
+        author_full_name="A",
+        score=score,
     )
 
 
 def test_group_by_document_fills_slots_document_by_document() -> None:
-    ranked = [_chunk("pep-1", 0, 0.9), _chunk("pep-2", 0, 0.8), _chunk("pep-1", 3, 0.7), _chunk("pep-3", 0, 0.6),
-              _chunk("pep-1", 1, 0.5), _chunk("pep-1", 2, 0.4), _chunk("pep-2", 1, 0.3)]
+    ranked = [
+        _chunk("pep-1", 0, 0.9),
+        _chunk("pep-2", 0, 0.8),
+        _chunk("pep-1", 3, 0.7),
+        _chunk("pep-3", 0, 0.6),
+        _chunk("pep-1", 1, 0.5),
+        _chunk("pep-1", 2, 0.4),
+        _chunk("pep-2", 1, 0.3),
+    ]
     got = [(c.document_id, c.chunk_index) for c in group_by_document(ranked, k=5, per_document=3)]
     assert got == [("pep-1", 0), ("pep-1", 3), ("pep-1", 1), ("pep-2", 0), ("pep-2", 1)]
     one_each = group_by_document(ranked, k=5, per_document=1)
@@ -45,9 +59,17 @@ def _points(embedder: OnnxSentenceEmbedder, rows: list[tuple[str, int, str]], co
     dense, sparse = embedder.embed(texts), bm25.embed_documents(texts)
     return [
         StoredPoint(
-            str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc}-{i}")), dense[n].tolist(), sparse[n],
-            {"content": text, "chunk_id": f"{doc}-{i}", "document_id": doc, "chunk_index": i, "author_id": ["a"],
-             "content_type": content_type},
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc}-{i}")),
+            dense[n].tolist(),
+            sparse[n],
+            {
+                "content": text,
+                "chunk_id": f"{doc}-{i}",
+                "document_id": doc,
+                "chunk_index": i,
+                "author_id": ["a"],
+                "content_type": content_type,
+            },
         )
         for n, (doc, i, text) in enumerate(rows)
     ]
@@ -58,23 +80,39 @@ def test_a_collection_with_nothing_relevant_gives_nothing(tmp_path, embedder) ->
     repository README got a slot whatever the question; the global ranking leaves it out."""
     store = EdgeVectorStore(tmp_path / "vectors")
     store.ensure_collections(["articles", "repositories"], embedder.dimension)
-    store.upsert("articles", _points(embedder, [
-        ("pep-634", 0, "Structural pattern matching: the match statement and case clauses with patterns."),
-        ("pep-634", 1, "Patterns may capture values, match sequences and mappings, and use guards."),
-        ("pep-636", 0, "A tutorial for pattern matching with match and case in Python."),
-        ("pep-572", 0, "Assignment expressions with the walrus operator."),
-    ], "article"))
-    store.upsert("repositories", _points(embedder, [
-        ("pypi:typing-extensions", 0, "Backported type hints for older Python versions."),
-    ], "repository"))
+    store.upsert(
+        "articles",
+        _points(
+            embedder,
+            [
+                ("pep-634", 0, "Structural pattern matching: the match statement and case clauses with patterns."),
+                ("pep-634", 1, "Patterns may capture values, match sequences and mappings, and use guards."),
+                ("pep-636", 0, "A tutorial for pattern matching with match and case in Python."),
+                ("pep-572", 0, "Assignment expressions with the walrus operator."),
+            ],
+            "article",
+        ),
+    )
+    store.upsert(
+        "repositories",
+        _points(
+            embedder,
+            [
+                ("pypi:typing-extensions", 0, "Backported type hints for older Python versions."),
+            ],
+            "repository",
+        ),
+    )
     try:
         queries = ["pattern matching with match and case"]
         kwargs = {"mode": "hybrid", "prefetch_limit": 10}
-        balanced = QdrantHybridRetriever(store, embedder, Bm25SparseEncoder(), ["articles", "repositories"],
-                                         k_split="balanced", **kwargs).run(queries, k=3)
+        balanced = QdrantHybridRetriever(
+            store, embedder, Bm25SparseEncoder(), ["articles", "repositories"], k_split="balanced", **kwargs
+        ).run(queries, k=3)
         assert "pypi:typing-extensions" in {c.document_id for c in balanced.chunks}, "the old split's quota"
-        relevance = QdrantHybridRetriever(store, embedder, Bm25SparseEncoder(), ["articles", "repositories"],
-                                          k_split="relevance", **kwargs).run(queries, k=3)
+        relevance = QdrantHybridRetriever(
+            store, embedder, Bm25SparseEncoder(), ["articles", "repositories"], k_split="relevance", **kwargs
+        ).run(queries, k=3)
         assert [c.document_id for c in relevance.chunks][:1] == ["pep-634"]
         assert "pypi:typing-extensions" not in {c.document_id for c in relevance.chunks}
     finally:

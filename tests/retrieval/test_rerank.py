@@ -12,8 +12,8 @@ import pytest
 
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.llm.base import Completion, TokenScorer
-from llm_twin.models import ModelNotFoundError
 from llm_twin.llm.openai_compat import parse_openai_logprobs
+from llm_twin.models import ModelNotFoundError
 from llm_twin.retrieval.rerankers.base import RerankerConfigError, logits_to_scores
 from llm_twin.retrieval.rerankers.factory import build_reranker
 from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker, yes_no_score
@@ -21,7 +21,6 @@ from llm_twin.retrieval.rerankers.none import NoopReranker
 from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
 from llm_twin.retrieval.rerankers.st_cross_encoder import SentenceTransformersCrossEncoderReranker
 from llm_twin.settings import load_settings
-
 from onnx_models import build_test_cross_encoder
 
 QUERY = "How does Python's structural pattern matching work?"
@@ -39,8 +38,15 @@ PASSAGES = [
 def _chunks(texts: list[str] = PASSAGES) -> list[EmbeddedChunk]:
     return [
         EmbeddedChunk(
-            id=f"c{i}", collection="embedded_articles", content_type="article", document_id=f"d{i}",
-            chunk_index=0, content=text, author_ids=["a"], author_full_name="A", title=f"T{i}",
+            id=f"c{i}",
+            collection="embedded_articles",
+            content_type="article",
+            document_id=f"d{i}",
+            chunk_index=0,
+            content=text,
+            author_ids=["a"],
+            author_full_name="A",
+            title=f"T{i}",
             score=1.0 - i / 100,
         )
         for i, text in enumerate(texts)
@@ -272,12 +278,19 @@ def test_yes_no_score_from_logprobs() -> None:
 
 def test_parse_openai_logprobs() -> None:
     body = {
-        "choices": [{
-            "logprobs": {"content": [{
-                "token": "Yes", "logprob": -0.2,
-                "top_logprobs": [{"token": "Yes", "logprob": -0.2}, {"token": "No", "logprob": -1.8}],
-            }]},
-        }]
+        "choices": [
+            {
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Yes",
+                            "logprob": -0.2,
+                            "top_logprobs": [{"token": "Yes", "logprob": -0.2}, {"token": "No", "logprob": -1.8}],
+                        }
+                    ]
+                },
+            }
+        ]
     }
     assert yes_no_score(parse_openai_logprobs(body)) == pytest.approx(1.6)
 
@@ -288,7 +301,7 @@ def test_llm_reranker_with_local_gguf(tmp_path: Path) -> None:
     try:
         rerank_client = llama_cpp.LlamaCppClient("smollm2-135m-instruct", models_dir=tmp_path, n_ctx=2048, n_threads=2)
         rerank_client.warm_up()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         pytest.skip(f"SmolLM2 GGUF not usable here: {error}")
     reranker = LlmYesNoReranker(rerank_client, top_n=3)
     ranked = reranker.run(QUERY, _chunks(), top_k=3)
@@ -302,8 +315,16 @@ def test_llm_reranker_with_local_gguf(tmp_path: Path) -> None:
 
 def _sentence_chunk(index: int, content: str, title: str | None = None) -> EmbeddedChunk:
     return EmbeddedChunk(
-        id=f"s{index}", collection="articles", content_type="article", document_id=f"d{index}", chunk_index=0,
-        content=content, author_ids=["a"], author_full_name="A", title=title, score=1.0 / (index + 1),
+        id=f"s{index}",
+        collection="articles",
+        content_type="article",
+        document_id=f"d{index}",
+        chunk_index=0,
+        content=content,
+        author_ids=["a"],
+        author_full_name="A",
+        title=title,
+        score=1.0 / (index + 1),
     )
 
 
@@ -313,8 +334,11 @@ def test_sentence_embedding_reranker_fuses_the_best_sentence_with_the_search_ran
 
     chunks = [
         _sentence_chunk(0, "Fix typo. Update the header."),  # a commit that ranked first on a shared word
-        _sentence_chunk(1, "The release process moves to a yearly cadence. Pattern matching adds the match "
-                           "statement, which compares a subject against case patterns."),
+        _sentence_chunk(
+            1,
+            "The release process moves to a yearly cadence. Pattern matching adds the match "
+            "statement, which compares a subject against case patterns.",
+        ),
         _sentence_chunk(2, "Packaging wheels with pip and setuptools is covered elsewhere."),
     ]
     reranker = SentenceEmbeddingReranker(OnnxSentenceEmbedder(), top_n=3, relative_floor=0.0)
@@ -331,5 +355,7 @@ def test_sentence_embedding_reranker_fuses_the_best_sentence_with_the_search_ran
 def test_auto_uses_the_retrieval_embedder_when_no_cross_encoder_is_found(tmp_path: Path) -> None:
     from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 
-    reranker = build_reranker(_settings(tmp_path, rerank_backend="auto", rerank_model=None), embedder=OnnxSentenceEmbedder())
+    reranker = build_reranker(
+        _settings(tmp_path, rerank_backend="auto", rerank_model=None), embedder=OnnxSentenceEmbedder()
+    )
     assert reranker.name == "sentence-embedding" and "best sentence" in reranker.description

@@ -14,7 +14,10 @@ def test_retrieve_cli_json(ingested_settings, monkeypatch):
     monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(ingested_settings.data_dir))
     monkeypatch.setenv("LLM_TWIN_HELPER_LLM_BACKEND", "none")
     monkeypatch.setenv("LLM_TWIN_RERANK_BACKEND", "none")
-    result = CliRunner().invoke(app, ["retrieve", "What did Guido van Rossum write about pattern matching?", "--k", "4", "--expand", "1", "--json"])
+    result = CliRunner().invoke(
+        app,
+        ["retrieve", "What did Guido van Rossum write about pattern matching?", "--k", "4", "--expand", "1", "--json"],
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert {"rerank", "query", "author", "expanded_queries", "chunks", "timings_ms"} <= set(data)

@@ -35,8 +35,13 @@ def _store(directory, embedder, order):
             str(uuid.uuid5(uuid.NAMESPACE_URL, f"chunk-{i}")),
             dense[i].tolist(),
             sparse[i],
-            {"content": t, "chunk_id": f"chunk-{i}", "document_id": f"doc-{i}", "author_id": ["a"],
-             "content_type": "article"},
+            {
+                "content": t,
+                "chunk_id": f"chunk-{i}",
+                "document_id": f"doc-{i}",
+                "author_id": ["a"],
+                "content_type": "article",
+            },
         )
         for i, t in enumerate(texts)
     ]
@@ -55,7 +60,9 @@ def test_tied_results_do_not_depend_on_insertion_order(tmp_path, embedder, mode)
     results = []
     for name, order in (("forward", range(7)), ("backward", reversed(range(7)))):
         store = _store(tmp_path / f"{mode}-{name}", embedder, list(order))
-        retriever = QdrantHybridRetriever(store, embedder, Bm25SparseEncoder(), ["articles"], mode=mode, k_split="global")
+        retriever = QdrantHybridRetriever(
+            store, embedder, Bm25SparseEncoder(), ["articles"], mode=mode, k_split="global"
+        )
         out = retriever.run(["match statement pattern matching"], k=3)
         each, _ = retriever.search_each(["match statement pattern matching"], limit=3)
         results.append(([c.id for c in out.chunks], [c.id for c in each[0]]))

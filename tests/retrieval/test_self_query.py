@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from llm_fakes import FakeLLM
 from llm_twin.domain.authors import Author
-from llm_twin.errors import InvalidInputError
-from llm_twin.errors import LLMUnavailableError
+from llm_twin.errors import InvalidInputError, LLMUnavailableError
 from llm_twin.retrieval.author_resolver import AuthorResolver
 from llm_twin.retrieval.self_query import SelfQuery, parse_extracted_name
 from llm_twin.store.registry import AuthorRegistry
-
-from llm_fakes import FakeLLM
 
 NAMES = [
     "Guido van Rossum",
@@ -230,8 +228,15 @@ def test_llm_failures_are_reported_not_raised(resolver: AuthorResolver) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("Brett Cannon", "Brett Cannon"), ('"Guido van Rossum".\nBecause...', "Guido van Rossum"),
-     ("Author: Łukasz Langa", "Łukasz Langa"), ("none", None), ("None.", None), ("", None), ("  \n N/A", None)],
+    [
+        ("Brett Cannon", "Brett Cannon"),
+        ('"Guido van Rossum".\nBecause...', "Guido van Rossum"),
+        ("Author: Łukasz Langa", "Łukasz Langa"),
+        ("none", None),
+        ("None.", None),
+        ("", None),
+        ("  \n N/A", None),
+    ],
 )
 def test_parse_extracted_name(text: str, expected: str | None) -> None:
     assert parse_extracted_name(text) == expected

@@ -25,7 +25,9 @@ def _stored_quantization(directory, name="c"):
 
 def _points(vectors: np.ndarray) -> list[StoredPoint]:
     return [
-        StoredPoint(str(uuid.UUID(int=i + 1)), v.tolist(), Sparse([i], [1.0]), {"chunk_id": str(i), "document_id": str(i)})
+        StoredPoint(
+            str(uuid.UUID(int=i + 1)), v.tolist(), Sparse([i], [1.0]), {"chunk_id": str(i), "document_id": str(i)}
+        )
         for i, v in enumerate(vectors)
     ]
 
@@ -102,7 +104,7 @@ def test_quantized_search_returns_exact_cosines(tmp_path):
         for index, score in ranked:
             assert score == pytest.approx(float(exact[row, index]), abs=1e-5)
     for quantization, res in results.items():
-        firsts = sum(ranked[0][0] == target for ranked, target in zip(res, targets))
+        firsts = sum(ranked[0][0] == target for ranked, target in zip(res, targets, strict=True))
         assert firsts >= 19, quantization
 
 
@@ -156,9 +158,12 @@ def test_server_dense_searches_ask_for_rescoring():
         params = request.params if mode == "dense" else request.prefetch[0].params
         assert params.quantization.rescore is True
         assert params.quantization.oversampling == 3.0
-    assert QdrantServerStore(QdrantClient(location=":memory:"), "none")._request(
-        SearchRequest(limit=5, mode="dense", dense=[0.1] * DIM)
-    ).params is None
+    assert (
+        QdrantServerStore(QdrantClient(location=":memory:"), "none")
+        ._request(SearchRequest(limit=5, mode="dense", dense=[0.1] * DIM))
+        .params
+        is None
+    )
 
 
 def test_settings_choose_the_quantization(tmp_path, monkeypatch):

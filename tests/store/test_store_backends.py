@@ -63,7 +63,7 @@ def _requests(queries, mode, author=None, fusion="rrf"):
     dense, sparse = queries
     return [
         SearchRequest(limit=3, mode=mode, dense=d, sparse=s, author_ids=(author,) if author else None, fusion=fusion)
-        for d, s in zip(dense, sparse)
+        for d, s in zip(dense, sparse, strict=True)
     ]
 
 
@@ -97,7 +97,10 @@ def test_author_filter(store, encoded, mode):
 def test_author_filter_covers_every_name_of_a_person(store, encoded, mode):
     """One person writing under two names ("b" and "c"): the filter matches either, nobody else."""
     dense, sparse = encoded[1]
-    requests = [SearchRequest(limit=6, mode=mode, dense=d, sparse=s, author_ids=("b", "c")) for d, s in zip(dense, sparse)]
+    requests = [
+        SearchRequest(limit=6, mode=mode, dense=d, sparse=s, author_ids=("b", "c"))
+        for d, s in zip(dense, sparse, strict=True)
+    ]
     found = {h.payload["author_id"][0] for hits in store.query_batch("c", requests) for h in hits}
     assert found == {"b", "c"}
 
@@ -117,7 +120,7 @@ def test_backends_agree(tmp_path, encoded, mode, fusion):
         store.upsert("c", encoded[0])
         results[kind] = _ranked(store, encoded[1], mode, fusion=fusion)
         store.close()
-    for ours, theirs in zip(results["embedded"], results["server"]):
+    for ours, theirs in zip(results["embedded"], results["server"], strict=True):
         assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-3)
         assert _by_score(ours) == _by_score(theirs)
 
@@ -138,7 +141,7 @@ def test_sparse_scores_agree(tmp_path, encoded):
         store.upsert("c", encoded[0])
         results[kind] = _ranked(store, encoded[1], "sparse")
         store.close()
-    for ours, theirs in zip(results["embedded"], results["server"]):
+    for ours, theirs in zip(results["embedded"], results["server"], strict=True):
         assert _by_score(ours) == _by_score(theirs)
 
 
@@ -154,7 +157,7 @@ def test_ids_only_search_then_retrieve_gives_the_same_hits(store, encoded, mode)
     """The retriever's path: ids and scores from the search, payloads fetched afterwards."""
     with_payload = store.query_batch("c", _requests(encoded[1], mode))
     ids_only = store.query_batch("c", [replace(r, with_payload=False) for r in _requests(encoded[1], mode)])
-    for full, bare in zip(with_payload, ids_only):
+    for full, bare in zip(with_payload, ids_only, strict=True):
         # RRF can tie: compare the (id, score) sets, and the score order.
         assert {(h.id, round(h.score, 5)) for h in full} == {(h.id, round(h.score, 5)) for h in bare}
         assert [round(h.score, 5) for h in full] == [round(h.score, 5) for h in bare]

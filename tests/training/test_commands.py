@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-from corpus_support import write_tiny_beir
 from typer.testing import CliRunner
 
+from corpus_support import write_tiny_beir
 from llm_twin.cli import app
 
 
@@ -30,7 +30,9 @@ def tiny_train(tmp_path):
 )
 def test_bad_options(tiny_train, tmp_path, monkeypatch, args, field):
     monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
-    result = CliRunner().invoke(app, ["train", "embedder", "--dataset", str(tiny_train), "--out", str(tmp_path / "out"), *args])
+    result = CliRunner().invoke(
+        app, ["train", "embedder", "--dataset", str(tiny_train), "--out", str(tmp_path / "out"), *args]
+    )
     assert result.exit_code == 2, result.output
     assert field in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
@@ -39,7 +41,9 @@ def test_bad_options(tiny_train, tmp_path, monkeypatch, args, field):
 def test_an_existing_output_directory_is_never_overwritten(tiny_train, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    result = CliRunner().invoke(app, ["train", "embedder", "--dataset", str(tiny_train), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["train", "embedder", "--dataset", str(tiny_train), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2 and "already exists" in result.stderr
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
@@ -47,7 +51,9 @@ def test_an_existing_output_directory_is_never_overwritten(tiny_train, tmp_path)
 def test_without_torch_it_says_how_to_install_it(tiny_train, tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    result = CliRunner().invoke(app, ["train", "embedder", "--dataset", str(tiny_train), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["train", "embedder", "--dataset", str(tiny_train), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "make install-train" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "data").exists()  # failed before mining

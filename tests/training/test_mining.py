@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from corpus_support import write_tiny_beir
 
+from corpus_support import write_tiny_beir
 from llm_twin.retrieval.evaluation import load_beir
 from llm_twin.settings import load_settings
 from llm_twin.training.mining import mine_rankings

@@ -23,7 +23,9 @@ def test_pairs_take_negatives_from_the_window_and_never_a_relevant_document():
         "q2": ["d5", "a", "b"],  # nothing left after skipping 3: dropped
         "q3": ["d9", "a", "b", "c"],  # grade 0 is not relevant: no positive, no pair
     }
-    pairs = build_pairs(queries, qrels, rankings, corpus_ids={"d1", "d2", "d5", "d9", "x", "n1", "n2"}, negatives_from=3)
+    pairs = build_pairs(
+        queries, qrels, rankings, corpus_ids={"d1", "d2", "d5", "d9", "x", "n1", "n2"}, negatives_from=3
+    )
     assert [(p.query_id, p.positive_id) for p in pairs] == [("q1", "d1"), ("q1", "d2")]
     assert pairs[0].negative_ids == ["n1", "n2"]  # skipped the top 3, dropped d2 and the unknown id
     assert pairs[0].query == "claim one"

@@ -16,8 +16,8 @@ from llm_twin import __version__
 from llm_twin.api.errors import install_error_handlers
 from llm_twin.api.routes import health, rag
 from llm_twin.api.service import ServiceState
-from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.observability import configure_tracing, set_attributes, trace_span
+from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

@@ -80,7 +80,9 @@ def validation_detail(error: RequestValidationError) -> ErrorDetail:
             message = "unknown field"
         fields.append(field)
         messages.append(f"{field}: {message}")
-    return ErrorDetail(code="invalid_input", message="; ".join(messages) or "invalid request", field=fields[0] if fields else None)
+    return ErrorDetail(
+        code="invalid_input", message="; ".join(messages) or "invalid request", field=fields[0] if fields else None
+    )
 
 
 async def _validation_handler(request: Request, error: Exception) -> JSONResponse:
@@ -98,8 +100,15 @@ async def _http_handler(request: Request, error: Exception) -> JSONResponse:
 async def _known_handler(request: Request, error: Exception) -> JSONResponse:
     status, detail = describe_error(error)
     if status >= 500:
-        logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, detail.code, error,
-                       exc_info=error if not isinstance(error, LLMTwinError) else None)
+        logger.warning(
+            "%s %s -> %d %s: %s",
+            request.method,
+            request.url.path,
+            status,
+            detail.code,
+            error,
+            exc_info=error if not isinstance(error, LLMTwinError) else None,
+        )
     return error_response(status, detail)
 
 

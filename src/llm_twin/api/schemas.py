@@ -154,7 +154,9 @@ class RAGResponse(BaseModel):
     rerank: str = Field(description='Reranker backend used, e.g. "cross-encoder", "llm" or "none".')
     usage: Usage
     warnings: list[str] = Field(default_factory=list)
-    hypothetical_document: str | None = Field(default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any.")
+    hypothetical_document: str | None = Field(
+        default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any."
+    )
 
     @classmethod
     def from_events(cls, sources: SourcesEventData, done: DoneEventData) -> RAGResponse:

@@ -72,7 +72,7 @@ class ServiceState:
             return
         try:
             await self.require_pipeline(force=True)
-        except Exception as error:  # noqa: BLE001 - the service stays up and reports not ready
+        except Exception as error:
             logger.warning("service not ready: %s", error)
 
     async def require_pipeline(self, force: bool = False) -> RAGPipeline:
@@ -181,7 +181,7 @@ class ThreadedStream(Generic[T]):
                 close = getattr(iterator, "close", None)
                 if close is not None:  # generators: run their cleanup (frees the model) now
                     close()
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, who maps it
+        except BaseException as error:
             self._put(("error", error))
         else:
             self._put(("end", None))

@@ -46,7 +46,9 @@ def people_rows(authors: list[Author], person_of: dict[str, str], sources: dict[
 
 
 def authors(
-    search: Annotated[Optional[str], typer.Option("--search", help="Only people with a name containing this text.")] = None,
+    search: Annotated[
+        Optional[str], typer.Option("--search", help="Only people with a name containing this text.")
+    ] = None,
     linked: Annotated[bool, typer.Option("--linked", help="Only people who write under more than one name.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
@@ -66,7 +68,9 @@ def authors(
     rows = people_rows(everyone, people.person_of, sources)
     if search:
         needle = normalize_name(search)
-        rows = [r for r in rows if any(needle in normalize_name(n) for n in [r["name"], *(m["name"] for m in r["names"])])]
+        rows = [
+            r for r in rows if any(needle in normalize_name(n) for n in [r["name"], *(m["name"] for m in r["names"])])
+        ]
     if linked:
         rows = [r for r in rows if r["names"]]
     for name in people.unknown_names:

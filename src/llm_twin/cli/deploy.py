@@ -34,7 +34,9 @@ def _user_errors() -> Iterator[None]:
         with user_errors():
             yield
     except NoCredentialsError:
-        raise fail("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)", EXIT_FAILED) from None
+        raise fail(
+            "no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)", EXIT_FAILED
+        ) from None
     except ClientError as error:
         message = error.response.get("Error", {}).get("Message", "")
         raise fail(f"AWS {error.operation_name} failed: {error_code(error)}: {message}", EXIT_FAILED) from None

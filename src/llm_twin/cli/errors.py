@@ -23,7 +23,9 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 @contextmanager
-def user_errors(options: Mapping[str, str] | None = None, hints: Mapping[type[BaseException], str] | None = None) -> Iterator[None]:
+def user_errors(
+    options: Mapping[str, str] | None = None, hints: Mapping[type[BaseException], str] | None = None
+) -> Iterator[None]:
     """Turn expected failures inside the block into one line and an exit code.
 
     ``options`` maps a pipeline field to the command-line option that set it (``k`` -> ``--k``),

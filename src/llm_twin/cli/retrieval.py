@@ -56,10 +56,15 @@ def retrieval_json(result) -> dict:
 def retrieve(
     query: Annotated[str, typer.Argument(help="The question.")],
     k: Annotated[Optional[int], typer.Option("--k", help="Chunks to return (default: LLM_TWIN_K).")] = None,
-    expand: Annotated[Optional[int], typer.Option("--expand", help="Queries after expansion, original included.")] = None,
+    expand: Annotated[
+        Optional[int], typer.Option("--expand", help="Queries after expansion, original included.")
+    ] = None,
     author: Annotated[Optional[str], typer.Option("--author", help="Restrict to this author (name or handle).")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="dense | sparse | hybrid")] = None,
-    hyde: Annotated[Optional[bool], typer.Option("--hyde/--no-hyde", help="Blend a HyDE passage into the queries (default: LLM_TWIN_HYDE).")] = None,
+    hyde: Annotated[
+        Optional[bool],
+        typer.Option("--hyde/--no-hyde", help="Blend a HyDE passage into the queries (default: LLM_TWIN_HYDE)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Retrieve the chunks a question would be answered from (no generation)."""
@@ -92,21 +97,44 @@ def retrieve(
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for i, c in enumerate(result.chunks, 1):
-        console.print(f"\n[bold][{i}][/bold] {c.collection}  score={c.score:.4f}  {c.title or ''}  — {c.author_full_name}", highlight=False)
+        console.print(
+            f"\n[bold][{i}][/bold] {c.collection}  score={c.score:.4f}  {c.title or ''}  — {c.author_full_name}",
+            highlight=False,
+        )
         console.print(c.content[:400] + ("…" if len(c.content) > 400 else ""), highlight=False, markup=False)
     console.print("\ntimings_ms: " + ", ".join(f"{k}={v:.1f}" for k, v in result.timings_ms.items()), highlight=False)
 
 
 def eval_retrieval(
-    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR / "data" / "scifact",
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR
+    / "data"
+    / "scifact",
     mode: Annotated[str, typer.Option("--mode", help="dense | sparse | hybrid")] = "hybrid",
     rerank: Annotated[str, typer.Option("--rerank", help="none | llm | cross-encoder")] = "none",
-    fusion: Annotated[Optional[str], typer.Option("--fusion", help="Hybrid fusion: rrf | dbsf (default: LLM_TWIN_FUSION).")] = None,
+    fusion: Annotated[
+        Optional[str], typer.Option("--fusion", help="Hybrid fusion: rrf | dbsf (default: LLM_TWIN_FUSION).")
+    ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
-    hyde: Annotated[bool, typer.Option("--hyde", help="Blend a HyDE passage from the helper LLM into each query (slow on CPU).")] = False,
-    hyde_instruction: Annotated[Optional[str], typer.Option("--hyde-instruction", help="Instruction for the HyDE passage; {query} marks the question (default: LLM_TWIN_HYDE_INSTRUCTION or a generic one).")] = None,
-    split: Annotated[str, typer.Option("--split", help="Which qrels to score: test, train or dev (qrels/<split>.tsv).")] = "test",
-    embedding_model: Annotated[Optional[str], typer.Option("--embedding-model", help="Evaluate another embedder (a local ONNX model directory); it gets its own eval store.")] = None,
+    hyde: Annotated[
+        bool, typer.Option("--hyde", help="Blend a HyDE passage from the helper LLM into each query (slow on CPU).")
+    ] = False,
+    hyde_instruction: Annotated[
+        Optional[str],
+        typer.Option(
+            "--hyde-instruction",
+            help="Instruction for the HyDE passage; {query} marks the question (default: LLM_TWIN_HYDE_INSTRUCTION or a generic one).",
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Which qrels to score: test, train or dev (qrels/<split>.tsv).")
+    ] = "test",
+    embedding_model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--embedding-model",
+            help="Evaluate another embedder (a local ONNX model directory); it gets its own eval store.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
@@ -127,7 +155,9 @@ def eval_retrieval(
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
         return
-    table = Table(title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}, fusion={result.fusion}, hyde={result.hyde}")
+    table = Table(
+        title=f"{result.dataset}: {result.queries} queries, mode={result.mode}, rerank={result.rerank}, fusion={result.fusion}, hyde={result.hyde}"
+    )
     for metric in result.metrics:
         table.add_column(metric, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
@@ -137,4 +167,3 @@ def eval_retrieval(
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     app.command("retrieve")(retrieve)
     eval_app.command("retrieval")(eval_retrieval)
-

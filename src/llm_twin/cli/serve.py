@@ -27,9 +27,7 @@ def _settings() -> Settings:
 
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to bind (default LLM_TWIN_API_HOST).")] = None,
-    port: Annotated[
-        Optional[int], typer.Option(min=1, max=65535, help="Port (default LLM_TWIN_API_PORT).")
-    ] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port (default LLM_TWIN_API_PORT).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn / app log level.")] = "info",
 ) -> None:
     """Serve the API and the web page (one process: the local model is loaded once)."""
@@ -55,10 +53,14 @@ def serve(
 
 def ask(
     query: Annotated[str, typer.Argument(help="The question.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's response object (NDJSON events with --stream).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the API's response object (NDJSON events with --stream).")
+    ] = False,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated.")] = False,
     k: Annotated[Optional[int], typer.Option(help="Sources to retrieve.")] = None,
-    expand_to_n: Annotated[Optional[int], typer.Option("--expand-to-n", help="Query variants incl. the original.")] = None,
+    expand_to_n: Annotated[
+        Optional[int], typer.Option("--expand-to-n", help="Query variants incl. the original.")
+    ] = None,
     author: Annotated[Optional[str], typer.Option(help="Only use this author's writing.")] = None,
     url: Annotated[
         Optional[str],
@@ -67,8 +69,8 @@ def ask(
 ) -> None:
     """Answer QUERY, citing numbered sources: in-process, or through a running server with --url."""
     from llm_twin.api.schemas import RAGRequest, RAGResponse
-    from llm_twin.rag.pipeline import RAGPipeline
     from llm_twin.observability import configure_tracing, shutdown_tracing
+    from llm_twin.rag.pipeline import RAGPipeline
 
     settings = _settings()
     # Component warnings (e.g. "rerank: none") are already in the summary line; keep stderr to
@@ -81,8 +83,13 @@ def ask(
         field = ".".join(str(p) for p in item["loc"]) or "query"
         raise fail(f"{field}: {str(item['msg']).removeprefix('Value error, ')}", EXIT_USAGE) from None
     with user_errors():  # before loading any model; the pipeline checks again
-        query = check_request(request.query, k=request.k, expand_to_n=request.expand_to_n, author=request.author,
-                              expand_max=settings.expand_max)
+        query = check_request(
+            request.query,
+            k=request.k,
+            expand_to_n=request.expand_to_n,
+            author=request.author,
+            expand_max=settings.expand_max,
+        )
     arguments = {"query": query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
     if url:
         _ask_server(url, arguments, stream=stream, as_json=as_json, timeout_s=settings.llm_timeout_s + 60)
@@ -118,9 +125,10 @@ def _ask_server(url: str, arguments: dict[str, Any], *, stream: bool, as_json: b
 
     body = {key: value for key, value in arguments.items() if value is not None} | {"stream": stream}
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0)) as client, client.stream(
-            "POST", url.rstrip("/") + "/rag", json=body
-        ) as response:
+        with (
+            httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0)) as client,
+            client.stream("POST", url.rstrip("/") + "/rag", json=body) as response,
+        ):
             if response.status_code != 200:
                 response.read()
                 try:

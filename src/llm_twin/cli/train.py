@@ -19,17 +19,33 @@ train_app = typer.Typer(help="Fine-tune retrieval models (needs `make install-tr
 
 
 def train_embedder(
-    out: Annotated[Path, typer.Option("--out", help="New directory for the model (HF weights, model.onnx, training.json).")],
-    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR / "data" / "scifact",
+    out: Annotated[
+        Path, typer.Option("--out", help="New directory for the model (HF weights, model.onnx, training.json).")
+    ],
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR
+    / "data"
+    / "scifact",
     split: Annotated[str, typer.Option("--split", help="Qrels to train on (qrels/<split>.tsv).")] = "train",
-    base: Annotated[Optional[Path], typer.Option("--base", help="HuggingFace model directory to start from (default: the bundled all-MiniLM-L6-v2).")] = None,
+    base: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--base", help="HuggingFace model directory to start from (default: the bundled all-MiniLM-L6-v2)."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs")] = 3,
     learning_rate: Annotated[float, typer.Option("--lr")] = 2e-5,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
-    dev_fraction: Annotated[float, typer.Option("--dev-fraction", help="Share of the split's queries held out and scored before/after.")] = 0.2,
-    negatives_from: Annotated[int, typer.Option("--negatives-from", help="Hard negatives start at this rank (skips likely unlabelled positives).")] = 3,
+    dev_fraction: Annotated[
+        float, typer.Option("--dev-fraction", help="Share of the split's queries held out and scored before/after.")
+    ] = 0.2,
+    negatives_from: Annotated[
+        int,
+        typer.Option("--negatives-from", help="Hard negatives start at this rank (skips likely unlabelled positives)."),
+    ] = 3,
     negatives_to: Annotated[int, typer.Option("--negatives-to")] = 30,
-    fusion: Annotated[str, typer.Option("--fusion", help="Fusion of the hybrid search that mines negatives: rrf | dbsf.")] = "dbsf",
+    fusion: Annotated[
+        str, typer.Option("--fusion", help="Fusion of the hybrid search that mines negatives: rrf | dbsf.")
+    ] = "dbsf",
 ) -> None:
     """Fine-tune the embedder (contrastive, in-batch + mined hard negatives) and export it to ONNX.
 

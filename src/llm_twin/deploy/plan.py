@@ -169,7 +169,5 @@ def is_versioned_name(name: str, prefix: str) -> bool:
     head = prefix[: _MAX_NAME - _FINGERPRINT_LEN - 1].rstrip("-")
     suffix = name[len(head) + 1 :]
     return (
-        name.startswith(head + "-")
-        and len(suffix) == _FINGERPRINT_LEN
-        and all(c in "0123456789abcdef" for c in suffix)
+        name.startswith(head + "-") and len(suffix) == _FINGERPRINT_LEN and all(c in "0123456789abcdef" for c in suffix)
     )

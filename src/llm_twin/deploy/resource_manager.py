@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -25,7 +25,7 @@ TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack
 Progress = Callable[[str], None]
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     NONE = "none"

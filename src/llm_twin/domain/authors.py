@@ -31,5 +31,5 @@ class Author(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict, description="Documents per content type.")
 
     @classmethod
-    def from_name(cls, full_name: str) -> "Author":
+    def from_name(cls, full_name: str) -> Author:
         return cls(id=author_id(full_name), full_name=full_name.strip())

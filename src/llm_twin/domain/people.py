@@ -40,9 +40,34 @@ from llm_twin.errors import ConfigError
 
 #: A name with one of these words is an organisation; its words are not a person's names.
 ORGANISATION_WORDS = frozenset(
-    """authority association community company contributors corp corporation developers development
-    foundation group inc institute labs llc ltd maintainers others organisation organization project
-    services society software team university""".split()
+    [
+        "authority",
+        "association",
+        "community",
+        "company",
+        "contributors",
+        "corp",
+        "corporation",
+        "developers",
+        "development",
+        "foundation",
+        "group",
+        "inc",
+        "institute",
+        "labs",
+        "llc",
+        "ltd",
+        "maintainers",
+        "others",
+        "organisation",
+        "organization",
+        "project",
+        "services",
+        "society",
+        "software",
+        "team",
+        "university",
+    ]
 )
 _WORD = re.compile(r"\w+")
 
@@ -148,15 +173,25 @@ def read_aliases(path: Path | None) -> AliasesSpec:
         raise AliasesFileError(f"aliases file {path}: {error}") from None
     people: dict[str, list[str]] = {}
     for number, entry in enumerate(data.get("person", []), start=1):
-        name, aliases = entry.get("name") if isinstance(entry, dict) else None, entry.get("aliases", []) if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name.strip() or not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise AliasesFileError(f"aliases file {path}: [[person]] #{number} needs name = \"...\" and aliases = [\"...\"]")
+        name, aliases = (
+            entry.get("name") if isinstance(entry, dict) else None,
+            entry.get("aliases", []) if isinstance(entry, dict) else None,
+        )
+        if (
+            not isinstance(name, str)
+            or not name.strip()
+            or not isinstance(aliases, list)
+            or not all(isinstance(a, str) for a in aliases)
+        ):
+            raise AliasesFileError(
+                f'aliases file {path}: [[person]] #{number} needs name = "..." and aliases = ["..."]'
+            )
         people.setdefault(name.strip(), []).extend(a.strip() for a in aliases if a.strip())
     distinct: list[tuple[str, str]] = []
     for number, entry in enumerate(data.get("distinct", []), start=1):
         names = entry.get("names") if isinstance(entry, dict) else None
         if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) and n.strip() for n in names):
-            raise AliasesFileError(f"aliases file {path}: [[distinct]] #{number} needs names = [\"A\", \"B\"]")
+            raise AliasesFileError(f'aliases file {path}: [[distinct]] #{number} needs names = ["A", "B"]')
         distinct.append((names[0].strip(), names[1].strip()))
     return AliasesSpec(people=people, distinct=distinct)
 

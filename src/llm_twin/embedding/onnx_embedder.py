@@ -56,7 +56,7 @@ class OnnxSentenceEmbedder:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings) -> "OnnxSentenceEmbedder":
+    def from_settings(cls, settings) -> OnnxSentenceEmbedder:
         return cls(
             settings.embedding_model,
             settings.max_seq_tokens,
@@ -86,7 +86,9 @@ class OnnxSentenceEmbedder:
 
                 quantized = dynamic_int8_model(files.model, self.cache_dir)
                 if quantized is not None:
-                    files = OnnxModelFiles(model=quantized, tokenizer=files.tokenizer, model_id=f"{files.model_id}@{SUFFIX}")
+                    files = OnnxModelFiles(
+                        model=quantized, tokenizer=files.tokenizer, model_id=f"{files.model_id}@{SUFFIX}"
+                    )
             packed = None
             if self.packing:
                 # Same weights and vectors as ``files.model``, so the model id does not change.

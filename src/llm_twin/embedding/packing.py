@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_twin.embedding.quantize import SUFFIX, fold_weights, file_digest
+from llm_twin.embedding.quantize import SUFFIX, file_digest, fold_weights
 
 PACKED = "packed"
 POSITION_IDS = "position_ids"

@@ -119,7 +119,9 @@ class IngestPipeline:
                 key = (item.data["content_type"], item.data["id"].strip())
                 if key in seen:
                     first = seen[key]
-                    bad.append(BadLine(item.path, item.line, f"duplicate id {key[1]!r} (first at {first.path}:{first.line})"))
+                    bad.append(
+                        BadLine(item.path, item.line, f"duplicate id {key[1]!r} (first at {first.path}:{first.line})")
+                    )
                     continue
                 seen[key] = item
                 records.append(item)
@@ -142,7 +144,9 @@ class IngestPipeline:
         """The document's content hash bound to how it was embedded: a new embedding model or
         precision, or other chunking settings, make every document "changed" on the next ingest."""
         s = self.settings
-        recipe = f"{self.embedder.model_id}|{s.chunk_tokens}|{s.chunk_overlap_tokens}|{s.max_seq_tokens}|{s.bm25_avg_len}"
+        recipe = (
+            f"{self.embedder.model_id}|{s.chunk_tokens}|{s.chunk_overlap_tokens}|{s.max_seq_tokens}|{s.bm25_avg_len}"
+        )
         return hashlib.sha256(f"{doc.content_hash}|{recipe}".encode()).hexdigest()
 
     # --- chunking and points -------------------------------------------------------------------
@@ -164,7 +168,9 @@ class IngestPipeline:
         return EmbeddedChunk.from_chunk(chunk, collection, metadata=recipe).to_payload()
 
     # --- the run -------------------------------------------------------------------------------
-    def run(self, paths: list[Path], on_progress: Progress | None = None, on_total: Progress | None = None) -> IngestReport:
+    def run(
+        self, paths: list[Path], on_progress: Progress | None = None, on_total: Progress | None = None
+    ) -> IngestReport:
         started = time.perf_counter()
         self.warm_up()
         documents, bad = self.read(paths)

@@ -13,7 +13,21 @@ from llm_twin.domain.documents import CONTENT_TYPES, Document
 from llm_twin.errors import EXIT_USAGE, LLMTwinError
 from llm_twin.ingest.clean import clean_text
 
-_KNOWN = {"id", "content_type", "text", "authors", "author", "title", "link", "url", "urls", "date", "created", "name", "source"}
+_KNOWN = {
+    "id",
+    "content_type",
+    "text",
+    "authors",
+    "author",
+    "title",
+    "link",
+    "url",
+    "urls",
+    "date",
+    "created",
+    "name",
+    "source",
+}
 
 
 @dataclass(frozen=True)
@@ -155,9 +169,7 @@ def to_document(record: RawRecord, authors: list[Author]) -> Document:
     title = _string(data, "title")
     if title is None and data["content_type"] == "post":
         title = text.split("\n", 1)[0][:120]  # a commit's subject line names it best
-    metadata = {
-        k: v for k, v in data.items() if k not in _KNOWN and isinstance(v, (str, int, float, bool)) and v != ""
-    }
+    metadata = {k: v for k, v in data.items() if k not in _KNOWN and isinstance(v, (str, int, float, bool)) and v != ""}
     return Document(
         id=data["id"].strip(),
         content_type=data["content_type"],

@@ -19,9 +19,7 @@ ALPACA_PREAMBLE = (
 
 def llama3(messages: Sequence[ChatMessage]) -> str:
     """Llama 3 / 3.1 header format, ending with an open assistant turn."""
-    turns = [
-        f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages
-    ]
+    turns = [f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages]
     return "".join(turns) + "<|start_header_id|>assistant<|end_header_id|>\n\n"
 
 

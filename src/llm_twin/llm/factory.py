@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from llm_twin.llm.base import LLMClient
 from llm_twin.errors import LLMUnavailableError
+from llm_twin.llm.base import LLMClient
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings

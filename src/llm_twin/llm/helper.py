@@ -40,7 +40,7 @@ def ask_helper(llm: LLMClient, messages: list[ChatMessage], params: GenerationPa
             completion = llm.complete_within(messages, params, timeout_s)
         else:
             completion = call_with_timeout(lambda: llm.complete(messages, params), timeout_s)
-    except Exception as error:  # noqa: BLE001 - the helper is optional: the caller degrades and says why
+    except Exception as error:
         return HelperResult(
             error=f"{type(error).__name__}: {error}" if str(error) else type(error).__name__,
             error_type=type(error).__name__,
@@ -63,7 +63,7 @@ def call_with_timeout(fn: Callable[[], T], timeout_s: float) -> T:
     def target() -> None:
         try:
             outcome.append(fn())
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as error:
             failure.append(error)
         finally:
             done.set()

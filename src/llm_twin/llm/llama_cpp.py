@@ -377,7 +377,9 @@ class LlamaCppClient:
             return llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8") if token >= 0 else ""
 
         bos = text(llama.token_bos())
-        formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=text(llama.token_eos()), bos_token=bos)
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=text(llama.token_eos()), bos_token=bos
+        )
         return formatter, bos
 
     @staticmethod

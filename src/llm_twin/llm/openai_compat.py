@@ -6,6 +6,7 @@ the ``openai`` SDK out of the dependencies; the wire format used here is small a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -132,7 +133,7 @@ class OpenAICompatibleClient:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue  # blank separators, ``event:``/``id:`` fields and ``:`` keep-alive comments
-                data = line[len("data:"):].strip()
+                data = line[len("data:") :].strip()
                 if data == "[DONE]":
                     return
                 try:
@@ -215,9 +216,7 @@ class OpenAICompatibleClient:
             payload["repetition_penalty"] = params.repetition_penalty
         return payload
 
-    def _send(
-        self, payload: dict[str, Any], *, stream: bool, deadline: _Deadline | None = None
-    ) -> httpx.Response:
+    def _send(self, payload: dict[str, Any], *, stream: bool, deadline: _Deadline | None = None) -> httpx.Response:
         """POST with bounded retries on connect errors, 408/429/5xx; returns a 2xx response.
 
         With a ``deadline`` every try waits at most the time left, and none starts after it.
@@ -267,10 +266,8 @@ class OpenAICompatibleClient:
     def _sleep(self, attempt: int, retry_after: str | None, reason: str, deadline: _Deadline | None) -> None:
         delay = self._backoff_s * (2**attempt) * (1 + random.random() * 0.25)  # jitter: spread herds
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):  # HTTP-date form: keep the computed backoff
                 delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_S))
-            except ValueError:
-                pass  # HTTP-date form: keep the computed backoff
         if deadline is not None and delay >= deadline.left():
             raise LLMTimeoutError(f"{self.base_url} did not answer within {deadline.budget_s:g}s ({reason})")
         logger.warning("%s from %s; retry %d/%d in %.2fs", reason, self.base_url, attempt + 1, self._max_retries, delay)

@@ -19,14 +19,16 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     HTTPClientError,
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
-from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.llm.chat_templates import ChatTemplate, template_for
 
 if TYPE_CHECKING:

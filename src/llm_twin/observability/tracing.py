@@ -120,9 +120,14 @@ def _otlp_exporter(settings: Settings) -> Any:
     if settings.tracing == "otlp":
         # None lets the exporter read OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / _HEADERS itself.
         return OTLPSpanExporter(endpoint=_traces_url(settings.otlp_endpoint) if settings.otlp_endpoint else None)
-    base = settings.otlp_endpoint or (
-        os.environ.get("OPIK_URL_OVERRIDE") or (OPIK_CLOUD_URL if os.environ.get("OPIK_API_KEY") else OPIK_LOCAL_URL)
-    ).rstrip("/") + "/v1/private/otel"
+    base = (
+        settings.otlp_endpoint
+        or (
+            os.environ.get("OPIK_URL_OVERRIDE")
+            or (OPIK_CLOUD_URL if os.environ.get("OPIK_API_KEY") else OPIK_LOCAL_URL)
+        ).rstrip("/")
+        + "/v1/private/otel"
+    )
     headers = {"projectName": settings.opik_project}
     if key := os.environ.get("OPIK_API_KEY"):
         headers["Authorization"] = key

@@ -239,12 +239,15 @@ class RAGPipeline:
                 compute = completion.extra.get("generation_seconds")
                 if isinstance(compute, (int, float)):  # local model: the rest was the queue
                     prepared.timings_ms["llm_queue"] = round(max(0.0, generation.ms - compute * 1000.0), 2)
-            set_attributes(span, {
-                "gen_ai.usage.input_tokens": generation.prompt_tokens,
-                "gen_ai.usage.output_tokens": generation.completion_tokens,
-                "gen_ai.response.finish_reasons": [generation.finish_reason] if generation.finish_reason else None,
-                "duration_ms": generation.ms,
-            })
+            set_attributes(
+                span,
+                {
+                    "gen_ai.usage.input_tokens": generation.prompt_tokens,
+                    "gen_ai.usage.output_tokens": generation.completion_tokens,
+                    "gen_ai.response.finish_reasons": [generation.finish_reason] if generation.finish_reason else None,
+                    "duration_ms": generation.ms,
+                },
+            )
         except BaseException as error:
             record_error(span, error)
             raise
@@ -269,13 +272,16 @@ class RAGPipeline:
         with trace_span("rag.retrieve", embedding__model=self.settings.embedding_model) as span:
             result = self.retrieval.run(query, k=k, expand_to_n=expand_to_n, author=author)
             retrieval_ms = _ms(time.perf_counter() - started)
-            set_attributes(span, {
-                "chunks": len(result.chunks),
-                "rerank": result.rerank,
-                "expanded_queries": len(result.expanded_queries),
-                "author.id": result.author.author.id if result.author.author else None,
-                "author.reason": result.author.reason,
-            })
+            set_attributes(
+                span,
+                {
+                    "chunks": len(result.chunks),
+                    "rerank": result.rerank,
+                    "expanded_queries": len(result.expanded_queries),
+                    "author.id": result.author.author.id if result.author.author else None,
+                    "author.reason": result.author.reason,
+                },
+            )
         timings = {key: value for key, value in result.timings_ms.items() if key != "total"}
         timings["retrieval"] = retrieval_ms
 
@@ -293,12 +299,15 @@ class RAGPipeline:
                     raise InvalidInputError(
                         "query", f"too long for the model's {self.llm.context_window}-token context window"
                     ) from None
-                set_attributes(span, {
-                    "chunks.used": len(prompt.used_chunks),
-                    "chunks.dropped": len(prompt.dropped),
-                    "truncated": prompt.truncated,
-                    "gen_ai.usage.input_tokens": prompt.prompt_tokens,
-                })
+                set_attributes(
+                    span,
+                    {
+                        "chunks.used": len(prompt.used_chunks),
+                        "chunks.dropped": len(prompt.dropped),
+                        "truncated": prompt.truncated,
+                        "gen_ai.usage.input_tokens": prompt.prompt_tokens,
+                    },
+                )
             timings["prompt"] = _ms(time.perf_counter() - prompt_started)
             if not prompt.used_chunks:
                 prompt = None  # nothing fits: answering would be ungrounded
@@ -316,14 +325,17 @@ class RAGPipeline:
         with trace_span("rag.select", candidates=len(result.chunks)) as span:
             selected = self.selector.run(topic, result.chunks)
             grounded = selected.evidence >= self.settings.evidence_floor
-            set_attributes(span, {
-                "evidence": round(selected.evidence, 4),
-                "evidence_floor": self.settings.evidence_floor,
-                "grounded": grounded,
-                "tokens.kept": selected.tokens,
-                "tokens.retrieved": selected.tokens_before,
-                "chunks.kept": len(selected.chunks),
-            })
+            set_attributes(
+                span,
+                {
+                    "evidence": round(selected.evidence, 4),
+                    "evidence_floor": self.settings.evidence_floor,
+                    "grounded": grounded,
+                    "tokens.kept": selected.tokens,
+                    "tokens.retrieved": selected.tokens_before,
+                    "chunks.kept": len(selected.chunks),
+                },
+            )
         timings["select"] = _ms(time.perf_counter() - started)
         return selected.chunks if grounded else []
 

@@ -77,8 +77,7 @@ def user_message(question: str, blocks: Sequence[str], twin: str = "") -> str:
     context = "\n\n".join(blocks) if blocks else NO_CONTEXT_NOTE
     # Restating the citation rule right before the answer is what makes small models follow it.
     return (
-        (f"{twin}\n\n" if twin else "")
-        + f"Context:\n{context}\n\nQuestion: {question.strip()}\n"
+        (f"{twin}\n\n" if twin else "") + f"Context:\n{context}\n\nQuestion: {question.strip()}\n"
         "Answer in 2-4 sentences. End every sentence with the number of the block it is based on, "
         "like [1] or [2][3].\nAnswer:"
     )
@@ -145,7 +144,7 @@ def build_grounded_prompt(
     return GroundedPrompt(
         messages=messages,
         used_chunks=list(used),
-        dropped=list(chunks[len(used):]),
+        dropped=list(chunks[len(used) :]),
         truncated=truncated and bool(used),
         prompt_tokens=total,
     )

@@ -58,25 +58,203 @@ _MAX_KEY_TOKENS = 6
 
 FULL, LAST, FIRST = 0, 1, 2  # key levels, most specific first
 _LEVEL_NAMES = {FULL: "full name or alias", LAST: "last name", FIRST: "first name"}
-_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "del", "della", "dos", "das", "ter", "ten", "st", "bin", "ibn", "al", "el", "mac"}
+_PARTICLES = {
+    "van",
+    "von",
+    "de",
+    "der",
+    "den",
+    "da",
+    "di",
+    "du",
+    "la",
+    "le",
+    "del",
+    "della",
+    "dos",
+    "das",
+    "ter",
+    "ten",
+    "st",
+    "bin",
+    "ibn",
+    "al",
+    "el",
+    "mac",
+}
 _SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "phd"}
 
 #: Capitalised wherever they stand, so only a possessive or a longer name makes them a name.
 CALENDAR_WORDS = frozenset(
-    """january february march april may june july august september october november december
-    monday tuesday wednesday thursday friday saturday sunday""".split()
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
 )
 
 #: Capitalised at the start of a sentence these are ordinary words, not names.
 COMMON_WORDS = frozenset(
-    """a about above after again against all also an and any are as at be because been before being
-    below between both but by can cannot could did do does doing down during each few for from further
-    give had has have having he her here hers him his how i if in into is it its just list me more most
-    my no nor not now of off on once only or other our out over own please same she should show so some
-    such summarize summarise tell than that the their them then there these they this those through to
-    too under until till up very was we were what when where which while who whom why will with would
-    you your compare describe explain find according based write wrote written say said says
-    may might must shall mark will """.split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "cannot",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "give",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "him",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "just",
+        "list",
+        "me",
+        "more",
+        "most",
+        "my",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "out",
+        "over",
+        "own",
+        "please",
+        "same",
+        "she",
+        "should",
+        "show",
+        "so",
+        "some",
+        "such",
+        "summarize",
+        "summarise",
+        "tell",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "till",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "compare",
+        "describe",
+        "explain",
+        "find",
+        "according",
+        "based",
+        "write",
+        "wrote",
+        "written",
+        "say",
+        "said",
+        "says",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "mark",
+        "will",
+    ]
 )
 
 
@@ -159,7 +337,11 @@ def _in_title_phrase(tokens: list[_Token], i: int) -> bool:
         return False
     before = tokens[i - 1] if i > 0 else None
     after = tokens[i + 1] if i + 1 < len(tokens) else None
-    if before is not None and before.capitalised and not (token.sentence_start or before.sentence_start or before.possessive):
+    if (
+        before is not None
+        and before.capitalised
+        and not (token.sentence_start or before.sentence_start or before.possessive)
+    ):
         return True
     return after is not None and after.capitalised and not token.possessive and not after.sentence_start
 

@@ -206,7 +206,7 @@ def evaluate_retrieval(
             [dataset.queries[q] for q in batch], limit=depth * 2, mode=mode, hypotheticals=passages
         )
         search_s += time.perf_counter() - ts
-        for qid, chunks in zip(batch, per_query):
+        for qid, chunks in zip(batch, per_query, strict=True):
             if reranker is not None and reranker.name != "none":
                 tr = time.perf_counter()
                 head = reranker.run(dataset.queries[qid], chunks[:rerank_top_n], top_k=rerank_top_n)
@@ -267,7 +267,9 @@ def run_eval(
     dataset = load_beir(dataset_dir, split)
     local = eval_settings(settings, dataset.name).model_copy(update={"rerank_backend": rerank})
     if progress:
-        print(f"ingesting {len(dataset.corpus)} documents into {local.data_dir} (skipped when present)…", file=sys.stderr)
+        print(
+            f"ingesting {len(dataset.corpus)} documents into {local.data_dir} (skipped when present)…", file=sys.stderr
+        )
     ensure_ingested(local, dataset)
     helper = None
     if rerank == "llm" or hyde:

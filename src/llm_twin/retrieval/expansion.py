@@ -32,7 +32,9 @@ _LEADER = re.compile(
     re.IGNORECASE,
 )
 _QUOTES = "\"'`“”‘’«»"
-_PREAMBLE = re.compile(r"^(?:sure|here\s+(?:are|is)|certainly|okay|ok\b|alternative|reformulat|rewritten|versions?\b)", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^(?:sure|here\s+(?:are|is)|certainly|okay|ok\b|alternative|reformulat|rewritten|versions?\b)", re.IGNORECASE
+)
 _ANSWER_SHAPED = re.compile(r"^(?:a|answer|response)\s*:", re.IGNORECASE)  # small models answer instead
 _HASH_SEPARATOR = re.compile(r"#+\s*next[-_ ]?question\s*#*|\s#+\s", re.IGNORECASE)
 _INTERJECTION = re.compile(r"^(?:sure|certainly|okay|ok|of course)\s*[!,.:]\s*", re.IGNORECASE)
@@ -137,7 +139,9 @@ class QueryExpander:
         if n == 1:
             return ExpansionResult(queries=[query])
         if self.llm is None:
-            return ExpansionResult(queries=[query], error="no helper LLM configured; searched with the original query only")
+            return ExpansionResult(
+                queries=[query], error="no helper LLM configured; searched with the original query only"
+            )
         want = n - 1
         messages: list[ChatMessage] = [
             # One more than needed: small models often repeat the question as their first line.
@@ -147,8 +151,14 @@ class QueryExpander:
         params = GenerationParams(max_new_tokens=min(48 * (want + 1) + 32, 512), temperature=0.3, top_p=0.9)
         answer = ask_helper(self.llm, messages, params, self.timeout_s)
         if answer.text is None:  # retrieval goes on with the original query
-            return ExpansionResult(queries=[query], error=f"query expansion {answer.failure} ({answer.error}); searched with the original query only")
+            return ExpansionResult(
+                queries=[query],
+                error=f"query expansion {answer.failure} ({answer.error}); searched with the original query only",
+            )
         extra = parse_reformulations(answer.text, query, want)
         if not extra:
-            return ExpansionResult(queries=[query], error="helper LLM returned no usable reformulation; searched with the original query only")
+            return ExpansionResult(
+                queries=[query],
+                error="helper LLM returned no usable reformulation; searched with the original query only",
+            )
         return ExpansionResult(queries=[query, *extra])

@@ -67,10 +67,14 @@ class HypotheticalDocumentWriter:
 
     def run(self, query: str) -> HydeResult:
         if self.llm is None:
-            return HydeResult(None, "HyDE needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none); searched without it")
+            return HydeResult(
+                None, "HyDE needs a helper LLM (LLM_TWIN_HELPER_LLM_BACKEND is none); searched without it"
+            )
         messages = self.messages(query)
         # Greedy: the passage should be the model's most typical wording, and reproducible.
-        params = GenerationParams(max_new_tokens=self.max_new_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.1)
+        params = GenerationParams(
+            max_new_tokens=self.max_new_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.1
+        )
         answer = ask_helper(self.llm, messages, params, self.timeout_s)
         if answer.text is None:  # retrieval goes on without the passage
             return HydeResult(None, f"HyDE passage {answer.failure} ({answer.error_type}); searched without it")

@@ -61,7 +61,6 @@ class RetrievalPipeline:
             prefetch_limit=settings.prefetch_limit,
             rrf_k=settings.rrf_k,
             k_split=settings.k_split,
-
             fusion=settings.fusion,
             hyde_weight=settings.hyde_weight,
         )
@@ -84,7 +83,10 @@ class RetrievalPipeline:
             self.reranker.warm_up()
         logger.info(
             "retrieval ready: search=%s fusion=%s hyde=%s rerank=%s",
-            self.settings.search_mode, self.settings.fusion, self.hyde is not None, self.reranker.name,
+            self.settings.search_mode,
+            self.settings.fusion,
+            self.hyde is not None,
+            self.reranker.name,
         )
         self._warm = True
 
@@ -108,7 +110,9 @@ class RetrievalPipeline:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         warnings: list[str] = []
-        with trace_span("retrieval", query_chars=len(query), k=k, expand_to_n=n, mode=mode or self.settings.search_mode):
+        with trace_span(
+            "retrieval", query_chars=len(query), k=k, expand_to_n=n, mode=mode or self.settings.search_mode
+        ):
             timed = self._timed
             # Each step runs in a copy of this context, so its span is a child of the retrieval span.
             expansion_future = self._pool.submit(

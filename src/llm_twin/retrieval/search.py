@@ -18,7 +18,6 @@ from llm_twin.embedding.bm25 import Bm25SparseEncoder, Sparse
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.store.base import Hit, SearchMode, SearchRequest, VectorStore
 
-
 #: Extra hits asked of the engine per list. RRF gives equal scores (a chunk at rank r in either
 #: branch alone scores 1/(k+r)), and the engine orders equal scores differently from one process
 #: to the next. Over two branches such a tie holds at most two points (the same rank in either
@@ -41,8 +40,8 @@ class _Candidate:
 
 def blend_sparse(query: Sparse, passage: Sparse, weight: float) -> Sparse:
     """BM25 query terms plus ``weight`` times the passage's terms (query2doc-style expansion)."""
-    terms = dict(zip(query.indices, query.values))
-    for index, value in zip(passage.indices, passage.values):
+    terms = dict(zip(query.indices, query.values, strict=True))
+    for index, value in zip(passage.indices, passage.values, strict=True):
         terms[index] = terms.get(index, 0.0) + weight * value
     ordered = sorted(terms)
     return Sparse(indices=ordered, values=[terms[i] for i in ordered])
@@ -129,7 +128,7 @@ class QdrantHybridRetriever:
         t1 = time.perf_counter()
         by_collection = self._query_all(requests)
         best: dict[str, _Candidate] = {}
-        for collection, results in zip(self.collections, by_collection):
+        for collection, results in zip(self.collections, by_collection, strict=True):
             for hits in results:
                 for hit in stable_top(hits, limit):
                     seen = best.get(hit.id)
@@ -186,7 +185,7 @@ class QdrantHybridRetriever:
         timings["search"] = (time.perf_counter() - t1) * 1000
         return SearchOutput(chunks=chunks, timings_ms=timings)
 
-    def _with_payloads(self, chosen: list["_Candidate"]) -> list[EmbeddedChunk]:
+    def _with_payloads(self, chosen: list[_Candidate]) -> list[EmbeddedChunk]:
         wanted: dict[str, list[str]] = {}
         for c in chosen:
             wanted.setdefault(c.collection, []).append(c.id)
@@ -234,7 +233,9 @@ class QdrantHybridRetriever:
                 sparse = [blend_sparse(s, encoded[-1], self.hyde_weight) for s in sparse]
         return dense, sparse
 
-    def _requests(self, queries, limit, author_ids, mode, hypothetical, timings, with_payload: bool) -> list[SearchRequest]:
+    def _requests(
+        self, queries, limit, author_ids, mode, hypothetical, timings, with_payload: bool
+    ) -> list[SearchRequest]:
         t0 = time.perf_counter()
         dense, sparse = self.encode(queries, mode, hypothetical)
         timings["embedding"] = (time.perf_counter() - t0) * 1000
@@ -250,7 +251,7 @@ class QdrantHybridRetriever:
                 fusion=self.fusion,  # type: ignore[arg-type]
                 with_payload=with_payload,
             )
-            for d, s in zip(dense, sparse)
+            for d, s in zip(dense, sparse, strict=True)
         ]
 
     def _query_all(self, requests: list[SearchRequest]) -> list[list[list[Hit]]]:
@@ -285,7 +286,7 @@ class QdrantHybridRetriever:
         t1 = time.perf_counter()
         by_collection = [
             [[hit_to_chunk(h, collection) for h in stable_top(hits, limit)] for hits in results]
-            for collection, results in zip(self.collections, self._query_all(requests))
+            for collection, results in zip(self.collections, self._query_all(requests), strict=True)
         ]
         per_query = [
             sorted((c for results in by_collection for c in results[i]), key=lambda c: (-c.score, c.id))

@@ -31,7 +31,7 @@ _NONE_ANSWERS = {"none", "no", "n/a", "na", "nobody", "unknown", "null", ""}
 
 def parse_extracted_name(text: str) -> str | None:
     """First line of the helper LLM's answer, without quotes, labels and trailing punctuation."""
-    line = next((l.strip() for l in text.strip().splitlines() if l.strip()), "")
+    line = next((row.strip() for row in text.strip().splitlines() if row.strip()), "")
     line = re.sub(r"^(?:name|author|person|answer)\s*:\s*", "", line, flags=re.IGNORECASE)
     line = line.strip(" \t\"'`“”‘’*.,;:!?")
     return None if line.casefold() in _NONE_ANSWERS else line
@@ -122,7 +122,9 @@ class SelfQuery:
         if name is None:
             return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM found no name either")
         if not shares_a_word(name, query):
-            return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM answered {name!r}, not in the question")
+            return AuthorMatch(
+                author=None, reason=f"{fallback.reason}; helper LLM answered {name!r}, not in the question"
+            )
         resolved = self.resolver.resolve_name(name)
         ambiguous = resolved.status == "ambiguous"
         prefix = f"helper LLM extracted {name!r}: "

@@ -13,9 +13,9 @@ from qdrant_edge import (
     EdgeSparseVectorParams,
     EdgeVectorParams,
     FieldCondition,
-    MatchAny,
     Filter,
     Fusion,
+    MatchAny,
     MatchValue,
     Modifier,
     PayloadSchemaType,
@@ -33,7 +33,16 @@ from qdrant_edge import (
 )
 
 from llm_twin.errors import StoreLockedError, StoreUnavailableError
-from llm_twin.store.base import DENSE, INDEXED_FIELDS, INT8_QUANTILE, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
+from llm_twin.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    INT8_QUANTILE,
+    SPARSE,
+    DenseQuantization,
+    Hit,
+    SearchRequest,
+    StoredPoint,
+)
 
 
 def _author_filter(author_ids: tuple[str, ...] | None) -> Filter | None:
@@ -173,7 +182,9 @@ class EdgeVectorStore:
         flt = _author_filter(r.author_ids)
         dense = Query.Nearest(r.dense, using=DENSE) if r.dense is not None else None
         sparse = (
-            Query.Nearest(SparseVector(r.sparse.indices, r.sparse.values), using=SPARSE) if r.sparse is not None else None
+            Query.Nearest(SparseVector(r.sparse.indices, r.sparse.values), using=SPARSE)
+            if r.sparse is not None
+            else None
         )
         if r.mode == "hybrid":
             return QueryRequest(
@@ -187,7 +198,9 @@ class EdgeVectorStore:
                 with_payload=r.with_payload,
             )
         if r.mode == "dense":
-            return QueryRequest(limit=r.limit, query=dense, filter=flt, params=self._dense_params, with_payload=r.with_payload)
+            return QueryRequest(
+                limit=r.limit, query=dense, filter=flt, params=self._dense_params, with_payload=r.with_payload
+            )
         return QueryRequest(limit=r.limit, query=sparse, filter=flt, with_payload=r.with_payload)
 
     def retrieve(self, collection: str, ids: list[str]) -> dict[str, dict]:

@@ -6,7 +6,16 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from llm_twin.errors import StoreUnavailableError
-from llm_twin.store.base import DENSE, INDEXED_FIELDS, INT8_QUANTILE, SPARSE, DenseQuantization, Hit, SearchRequest, StoredPoint
+from llm_twin.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    INT8_QUANTILE,
+    SPARSE,
+    DenseQuantization,
+    Hit,
+    SearchRequest,
+    StoredPoint,
+)
 
 
 def _author_filter(author_ids: tuple[str, ...] | None) -> models.Filter | None:
@@ -20,7 +29,9 @@ class QdrantServerStore:
 
     backend = "server"
 
-    def __init__(self, client: QdrantClient, quantization: DenseQuantization = "int8", oversampling: float = 2.0) -> None:
+    def __init__(
+        self, client: QdrantClient, quantization: DenseQuantization = "int8", oversampling: float = 2.0
+    ) -> None:
         self.client = client
         self.quantization = quantization
         self._dense_params: models.SearchParams | None = None
@@ -36,7 +47,7 @@ class QdrantServerStore:
         timeout_s: float = 10.0,
         quantization: DenseQuantization = "int8",
         oversampling: float = 2.0,
-    ) -> "QdrantServerStore":
+    ) -> QdrantServerStore:
         if url == ":memory:":
             store = cls(QdrantClient(location=":memory:"), quantization, oversampling)
             store._dense_params = None  # local mode searches exactly; search params would only warn
@@ -57,7 +68,9 @@ class QdrantServerStore:
             raise StoreUnavailableError(f"Qdrant server unavailable: {type(error).__name__}") from None
         except UnexpectedResponse as error:
             if error.status_code == 404:
-                raise StoreUnavailableError("collection missing on the Qdrant server: run `llm-twin ingest` first") from None
+                raise StoreUnavailableError(
+                    "collection missing on the Qdrant server: run `llm-twin ingest` first"
+                ) from None
             raise StoreUnavailableError(f"Qdrant server error (HTTP {error.status_code})") from None
 
     def ensure_collections(self, names: list[str], dimension: int) -> None:
@@ -66,7 +79,9 @@ class QdrantServerStore:
             if self._call(self.client.collection_exists, name):
                 current = self._call(self.client.get_collection, name).config.quantization_config
                 if current != wanted:  # the server rebuilds (or drops) the quantized copy in the background
-                    self._call(self.client.update_collection, name, quantization_config=wanted or models.Disabled.DISABLED)
+                    self._call(
+                        self.client.update_collection, name, quantization_config=wanted or models.Disabled.DISABLED
+                    )
                 continue
             self._call(
                 self.client.create_collection,
@@ -76,9 +91,7 @@ class QdrantServerStore:
                 quantization_config=wanted,
             )
             for field_name in INDEXED_FIELDS:
-                self._call(
-                    self.client.create_payload_index, name, field_name, models.PayloadSchemaType.KEYWORD
-                )
+                self._call(self.client.create_payload_index, name, field_name, models.PayloadSchemaType.KEYWORD)
 
     def open_existing(self, names: list[str]) -> None:
         for name in names:
@@ -143,7 +156,9 @@ class QdrantServerStore:
         if r.mode == "hybrid":
             return models.QueryRequest(
                 prefetch=[
-                    models.Prefetch(query=r.dense, using=DENSE, limit=r.prefetch_limit, filter=flt, params=self._dense_params),
+                    models.Prefetch(
+                        query=r.dense, using=DENSE, limit=r.prefetch_limit, filter=flt, params=self._dense_params
+                    ),
                     models.Prefetch(query=sparse, using=SPARSE, limit=r.prefetch_limit, filter=flt),
                 ],
                 query=(
@@ -157,7 +172,12 @@ class QdrantServerStore:
             )
         if r.mode == "dense":
             return models.QueryRequest(
-                query=r.dense, using=DENSE, filter=flt, limit=r.limit, params=self._dense_params, with_payload=r.with_payload
+                query=r.dense,
+                using=DENSE,
+                filter=flt,
+                limit=r.limit,
+                params=self._dense_params,
+                with_payload=r.with_payload,
             )
         return models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=r.limit, with_payload=r.with_payload)
 

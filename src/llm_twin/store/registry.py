@@ -59,7 +59,9 @@ class AuthorRegistry:
     # --- reads ----------------------------------------------------------------------------
     def authors(self) -> list[Author]:
         with self._lock:
-            rows = self._conn.execute("SELECT id, full_name, aliases, counts FROM authors ORDER BY full_name").fetchall()
+            rows = self._conn.execute(
+                "SELECT id, full_name, aliases, counts FROM authors ORDER BY full_name"
+            ).fetchall()
         return [Author(id=r[0], full_name=r[1], aliases=json.loads(r[2]), counts=json.loads(r[3])) for r in rows]
 
     def get(self, author_id: str) -> Author | None:

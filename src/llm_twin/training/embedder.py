@@ -79,7 +79,9 @@ class SentenceEmbedderTrainer:
                 "training needs torch and transformers, which the service does not install: run `make install-train`"
             ) from None
         if not (self.base_model / "config.json").is_file():
-            raise TrainingUnavailableError(f"--base: {self.base_model} is not a HuggingFace model directory (no config.json)")
+            raise TrainingUnavailableError(
+                f"--base: {self.base_model} is not a HuggingFace model directory (no config.json)"
+            )
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.base_model))
         self._model = AutoModel.from_pretrained(str(self.base_model))
 
@@ -114,7 +116,7 @@ class SentenceEmbedderTrainer:
         qids = sorted(dev["queries"])
         scores = self.encode([dev["queries"][q] for q in qids], self.max_query_tokens) @ docs.T
         run = {}
-        for qid, row in zip(qids, scores):
+        for qid, row in zip(qids, scores, strict=True):
             top = np.argsort(-row)[:100]
             run[qid] = {ids[j]: float(row[j]) for j in top}
         return score_run({q: dev["qrels"][q] for q in qids}, run)
@@ -131,7 +133,9 @@ class SentenceEmbedderTrainer:
         import torch
 
         if not pairs:
-            raise InvalidInputError("dataset", "no training pairs (no query has both a relevant document and a mined negative)")
+            raise InvalidInputError(
+                "dataset", "no training pairs (no query has both a relevant document and a mined negative)"
+            )
         self.warm_up()
         say = progress or (lambda _: None)
         random.seed(self.seed)
@@ -230,6 +234,8 @@ def _LastHiddenState(model):
             self.inner = inner
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     return Wrapper(model)

@@ -6,7 +6,9 @@ from llm_twin.retrieval.evaluation import BeirDataset, documents_ranking, ensure
 from llm_twin.settings import Settings
 
 
-def mine_rankings(settings: Settings, dataset: BeirDataset, depth: int = 30, batch_size: int = 32) -> dict[str, list[str]]:
+def mine_rankings(
+    settings: Settings, dataset: BeirDataset, depth: int = 30, batch_size: int = 32
+) -> dict[str, list[str]]:
     """query id -> the ``depth`` best document ids (hybrid search; the store is ingested if absent)."""
     local = eval_settings(settings, dataset.name)
     ensure_ingested(local, dataset)
@@ -16,6 +18,6 @@ def mine_rankings(settings: Settings, dataset: BeirDataset, depth: int = 30, bat
         for start in range(0, len(qids), batch_size):
             batch = qids[start : start + batch_size]
             per_query, _ = retriever.search_each([dataset.queries[q] for q in batch], limit=depth * 2, mode="hybrid")
-            for qid, chunks in zip(batch, per_query):
+            for qid, chunks in zip(batch, per_query, strict=True):
                 rankings[qid] = list(documents_ranking(chunks, depth))
     return rankings

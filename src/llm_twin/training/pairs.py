@@ -56,4 +56,3 @@ def build_pairs(
         for doc in sorted(relevant & corpus_ids):
             pairs.append(TrainingPair(qid, queries[qid], doc, negatives))
     return pairs
-

@@ -22,7 +22,9 @@ async def health() -> HealthResponse:
     "/ready",
     response_model=ReadyResponse,
     summary="Readiness: the LLM is loaded and the vector store is open",
-    responses={503: {"model": ErrorResponse, "description": "Starting, or store / LLM unavailable (retried every 5 s at most)"}},
+    responses={
+        503: {"model": ErrorResponse, "description": "Starting, or store / LLM unavailable (retried every 5 s at most)"}
+    },
 )
 async def ready(service: ServiceDep, settings: SettingsDep) -> ReadyResponse:
     if service.starting:

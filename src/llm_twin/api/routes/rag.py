@@ -122,8 +122,13 @@ async def _event_stream(stream: ThreadedStream[RAGEvent], first: RAGEvent | None
             elif kind == "error":
                 assert isinstance(payload, BaseException)
                 status, detail = describe_error(payload)
-                logger.warning("stream failed after it started (%d %s): %s", status, detail.code, payload,
-                               exc_info=payload if status == 500 else None)
+                logger.warning(
+                    "stream failed after it started (%d %s): %s",
+                    status,
+                    detail.code,
+                    payload,
+                    exc_info=payload if status == 500 else None,
+                )
                 yield sse("error", ErrorResponse(error=detail))
                 return
             else:

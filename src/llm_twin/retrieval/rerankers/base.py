@@ -24,7 +24,9 @@ def passage_text(chunk: EmbeddedChunk) -> str:
     return f"{chunk.title}\n{chunk.content}" if chunk.title else chunk.content
 
 
-def apply_scores(chunks: Sequence[EmbeddedChunk], scores: Sequence[float], top_n: int, top_k: int) -> list[EmbeddedChunk]:
+def apply_scores(
+    chunks: Sequence[EmbeddedChunk], scores: Sequence[float], top_n: int, top_k: int
+) -> list[EmbeddedChunk]:
     """Scored head (best first, stable on ties) then the unscored tail in search order, cut to ``top_k``."""
     head = [
         chunk.model_copy(

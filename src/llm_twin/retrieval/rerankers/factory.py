@@ -91,12 +91,12 @@ def build_reranker(
                 f"{settings.models_dir / 'cross-encoder'}"
             )
         else:
-            reason = (
-                f"no cross-encoder configured ({RERANK_MODEL_ENV}) or found under {settings.models_dir / 'cross-encoder'}"
-            )
+            reason = f"no cross-encoder configured ({RERANK_MODEL_ENV}) or found under {settings.models_dir / 'cross-encoder'}"
             if embedder is not None:
                 chosen = SentenceEmbeddingReranker(
-                    embedder, top_n=min(settings.rerank_top_n, DEFAULT_TOP_N), relative_floor=settings.rerank_relative_floor
+                    embedder,
+                    top_n=min(settings.rerank_top_n, DEFAULT_TOP_N),
+                    relative_floor=settings.rerank_relative_floor,
                 )
                 logger.info("rerank: %s (%s)", chosen.description, reason)
                 return chosen

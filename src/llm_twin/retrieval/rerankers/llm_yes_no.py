@@ -26,7 +26,10 @@ def relevance_messages(query: str, passage: str, max_chars: int = 2000) -> list[
     # The question goes first so a backend with prefix caching can reuse it across passages.
     return [
         {"role": "system", "content": RELEVANCE_SYSTEM},
-        {"role": "user", "content": f"Question: {query}\n\nPassage:\n{passage[:max_chars]}\n\nDoes the passage help answer the question? Yes or No."},
+        {
+            "role": "user",
+            "content": f"Question: {query}\n\nPassage:\n{passage[:max_chars]}\n\nDoes the passage help answer the question? Yes or No.",
+        },
     ]
 
 

@@ -97,7 +97,7 @@ def model_max_length(directory: Path, cap: int = MAX_PAIR_TOKENS) -> int:
             value = json.loads((directory / name).read_text()).get(key)
         except (OSError, ValueError, AttributeError):
             continue
-        if isinstance(value, int) and 16 <= value:
+        if isinstance(value, int) and value >= 16:
             limits.append(value)
     return min(limits)
 

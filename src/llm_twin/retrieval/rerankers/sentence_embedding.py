@@ -15,9 +15,9 @@ reranker on a fresh machine; a trained cross-encoder, when configured, is the st
 from __future__ import annotations
 
 from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.domain.sentences import split_sentences
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.retrieval.rerankers.base import apply_scores
-from llm_twin.domain.sentences import split_sentences
 
 #: RRF constant for the two rankings (the same as the search's, so one rank step weighs the same).
 RRF_K = 60
@@ -30,7 +30,9 @@ MAX_SENTENCES = 12
 class SentenceEmbeddingReranker:
     name = "sentence-embedding"
 
-    def __init__(self, embedder: OnnxSentenceEmbedder, *, top_n: int = DEFAULT_TOP_N, relative_floor: float = 0.8) -> None:
+    def __init__(
+        self, embedder: OnnxSentenceEmbedder, *, top_n: int = DEFAULT_TOP_N, relative_floor: float = 0.8
+    ) -> None:
         self.embedder = embedder
         self.top_n = top_n
         #: Candidates whose best sentence is below this share of the best candidate's are left out

@@ -21,7 +21,9 @@ class SentenceTransformersCrossEncoderReranker:
 
     name = "cross-encoder"
 
-    def __init__(self, directory: Path, *, top_n: int = 20, batch_size: int = 16, max_length: int = MAX_PAIR_TOKENS) -> None:
+    def __init__(
+        self, directory: Path, *, top_n: int = 20, batch_size: int = 16, max_length: int = MAX_PAIR_TOKENS
+    ) -> None:
         self.directory = Path(directory)
         self.top_n = top_n
         self.batch_size = batch_size
