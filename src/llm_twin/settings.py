@@ -302,7 +302,7 @@ def _describe(error: ValidationError) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment; errors name the variable, e.g. ``LLM_TWIN_K``."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values; errors below
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
 

@@ -41,7 +41,10 @@ def test_int8_dynamic_agrees_with_the_packaged_model(tmp_path):
     # Same ranking of the texts for a query under both.
     q_fast = OnnxSentenceEmbedder(cache_dir=tmp_path).embed(["how do I build a wheel"])[0]
     q_exact = OnnxSentenceEmbedder(precision="as-is").embed(["how do I build a wheel"])[0]
-    assert np.argsort(fast @ q_fast).tolist() == np.argsort(exact @ q_exact).tolist()
+    # The two unrelated texts score ~0 under both (a near tie whose order depends on the CPU's
+    # int8 kernels): compare the best text and every score, not the order of the ties.
+    assert int(np.argmax(fast @ q_fast)) == int(np.argmax(exact @ q_exact)) == 2
+    assert np.allclose(fast @ q_fast, exact @ q_exact, atol=0.03)
 
 
 def test_thread_spinning_is_off_unless_asked(tmp_path):

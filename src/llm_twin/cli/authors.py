@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any, Optional
 
 import typer
@@ -18,7 +19,7 @@ from llm_twin.settings import load_settings
 from llm_twin.store.registry import AuthorRegistry
 
 
-def people_rows(authors: list[Author], person_of: dict[str, str], sources: dict[str, str]) -> list[dict[str, Any]]:
+def people_rows(authors: list[Author], person_of: dict[str, str], sources: Mapping[str, str]) -> list[dict[str, Any]]:
     """One row per person: the shown name, the other names with why they are linked, summed counts."""
     by_id = {a.id: a for a in authors}
     members: dict[str, list[Author]] = {}

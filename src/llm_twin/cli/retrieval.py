@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -14,13 +14,24 @@ from rich.table import Table
 from llm_twin.cli.errors import fail, user_errors
 from llm_twin.domain.limits import check_request
 from llm_twin.settings import SHARED_DIR, load_settings
+from llm_twin.store.base import SEARCH_MODES
+
+if TYPE_CHECKING:
+    from llm_twin.retrieval.types import RetrievalResult
+    from llm_twin.store.base import SearchMode
 
 #: Pipeline fields reported under the option that sets them.
 RETRIEVE_OPTIONS = {"k": "--k", "expand_to_n": "--expand", "author": "--author", "mode": "--mode"}
 EVAL_OPTIONS = {"dataset": "--dataset", "split": "--split"}
 
 
-def retrieval_json(result) -> dict:
+def parse_mode(value: str) -> SearchMode:
+    if value not in SEARCH_MODES:
+        raise fail("--mode: must be dense, sparse or hybrid")
+    return value
+
+
+def retrieval_json(result: RetrievalResult) -> dict[str, Any]:
     author = result.author.author
     return {
         "rerank": result.rerank,
@@ -71,8 +82,7 @@ def retrieve(
     from llm_twin.llm.factory import build_helper_llm
     from llm_twin.retrieval.pipeline import RetrievalPipeline
 
-    if mode is not None and mode not in ("dense", "sparse", "hybrid"):
-        raise fail("--mode: must be dense, sparse or hybrid")
+    search_mode = None if mode is None else parse_mode(mode)
     pipeline = None
     try:
         with user_errors(RETRIEVE_OPTIONS):
@@ -82,7 +92,7 @@ def retrieve(
             needs_helper = (expand or settings.expand_to_n) > 1 or settings.self_query_llm or settings.hyde
             helper = build_helper_llm(settings) if needs_helper else None
             pipeline = RetrievalPipeline(settings, helper_llm=helper)
-            result = pipeline.run(query, k=k, expand_to_n=expand, author=author, mode=mode)  # type: ignore[arg-type]
+            result = pipeline.run(query, k=k, expand_to_n=expand, author=author, mode=search_mode)
     finally:
         if pipeline is not None:
             pipeline.close()
@@ -140,8 +150,7 @@ def eval_retrieval(
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
     from llm_twin.retrieval.evaluation import run_eval
 
-    if mode not in ("dense", "sparse", "hybrid"):
-        raise fail("--mode: must be dense, sparse or hybrid")
+    search_mode = parse_mode(mode)
     if rerank not in ("none", "llm", "cross-encoder"):
         raise fail("--rerank: must be none, llm or cross-encoder")
     if fusion is not None and fusion not in ("rrf", "dbsf"):
@@ -151,7 +160,7 @@ def eval_retrieval(
     with user_errors(EVAL_OPTIONS):
         overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction, "embedding_model": embedding_model}
         settings = load_settings(**{key: value for key, value in overrides.items() if value is not None})
-        result = run_eval(settings, dataset, mode, rerank, limit, progress=not as_json, hyde=hyde, split=split)
+        result = run_eval(settings, dataset, search_mode, rerank, limit, progress=not as_json, hyde=hyde, split=split)
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
         return

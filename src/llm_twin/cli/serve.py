@@ -90,7 +90,12 @@ def ask(
             author=request.author,
             expand_max=settings.expand_max,
         )
-    arguments = {"query": query, "k": request.k, "expand_to_n": request.expand_to_n, "author": request.author}
+    arguments: dict[str, Any] = {
+        "query": query,
+        "k": request.k,
+        "expand_to_n": request.expand_to_n,
+        "author": request.author,
+    }
     if url:
         _ask_server(url, arguments, stream=stream, as_json=as_json, timeout_s=settings.llm_timeout_s + 60)
         return

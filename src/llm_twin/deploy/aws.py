@@ -22,7 +22,8 @@ def aws_client(service: str, region: str, *, session: boto3.session.Session | No
     botocore itself honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``, so the same code
     runs against AWS, moto or LocalStack without an ``endpoint_url`` argument here.
     """
-    return (session or boto3.session.Session()).client(service, region_name=region, config=DEPLOY_CONFIG)
+    # The stubs type one overload per literal service name; ours is chosen at run time.
+    return (session or boto3.session.Session()).client(service, region_name=region, config=DEPLOY_CONFIG)  # type: ignore[call-overload]
 
 
 def is_not_found(error: ClientError) -> bool:

@@ -7,6 +7,7 @@ carry 1.0 per unique term, so the engine computes classic BM25 scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from qdrant_edge import Bm25, Bm25Config
 
@@ -28,5 +29,5 @@ class Bm25SparseEncoder:
         return [self._convert(self._model.embed_query(t)) for t in texts]
 
     @staticmethod
-    def _convert(vector) -> Sparse:
+    def _convert(vector: Any) -> Sparse:  # a qdrant_edge sparse vector (untyped)
         return Sparse(indices=list(vector.indices), values=list(vector.values))

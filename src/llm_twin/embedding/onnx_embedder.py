@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from llm_twin.embedding.packing import mean_pool_spans, packed_feeds, packed_model
 from llm_twin.models import OnnxModelFiles, resolve_embedding_model
+
+if TYPE_CHECKING:
+    from llm_twin.settings import Settings
 
 Precision = Literal["int8-dynamic", "as-is"]
 #: Where quantized copies go when no models directory is given (the default data dir's).
@@ -49,14 +52,15 @@ class OnnxSentenceEmbedder:
         self.packed = False  # whether warm_up found a packable graph
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self._files: OnnxModelFiles | None = None
-        self._session = None
-        self._tokenizer = None
+        # onnxruntime and tokenizers ship no types; both are set together by warm_up().
+        self._session: Any = None
+        self._tokenizer: Any = None
         self._input_names: set[str] = set()
         self.dimension = 0
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings) -> OnnxSentenceEmbedder:
+    def from_settings(cls, settings: Settings) -> OnnxSentenceEmbedder:
         return cls(
             settings.embedding_model,
             settings.max_seq_tokens,
@@ -110,7 +114,7 @@ class OnnxSentenceEmbedder:
             self.dimension = int(self._encode_batch(["warm up"]).shape[1])
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Any:
         self.warm_up()
         return self._tokenizer
 
@@ -130,7 +134,7 @@ class OnnxSentenceEmbedder:
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         return self._run(self._tokenizer.encode_batch(texts))
 
-    def _run(self, encodings) -> np.ndarray:
+    def _run(self, encodings: list[Any]) -> np.ndarray:
         if self.packed:
             return self._run_packed(encodings)
         width = max(len(e.ids) for e in encodings)
@@ -147,7 +151,7 @@ class OnnxSentenceEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
-    def _run_packed(self, encodings) -> np.ndarray:
+    def _run_packed(self, encodings: list[Any]) -> np.ndarray:
         feeds, spans = packed_feeds([e.ids for e in encodings])
         hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})[0]
         return mean_pool_spans(hidden, spans)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def packed_model(source: Path, tokenizer: Path, cache_dir: Path, quantized: bool
     return target
 
 
-def pack_graph(model):
+def pack_graph(model: Any) -> Any:
     """Rewire ``model`` (an onnx.ModelProto) to take position ids and an attention bias."""
     from onnx import TensorProto, helper
 
@@ -162,7 +163,7 @@ def packed_feeds(
             start += n
     same = segment[:, :, None] == segment[:, None, :]
     bias = np.where(same, 0.0, np.finfo(np.float32).min).astype(np.float32)[:, None, :, :]
-    feeds = {
+    feeds: dict[str, np.ndarray] = {
         "input_ids": ids,
         "token_type_ids": np.zeros_like(ids),
         "attention_mask": (segment >= 0).astype(np.int64),  # for graphs that still read it elsewhere

@@ -5,6 +5,10 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _LINE = re.compile(r"\n")
@@ -24,7 +28,7 @@ class TokenChunker:
     sentence end, else exactly at the limit. Short texts and tails are never dropped.
     """
 
-    def __init__(self, tokenizer, max_tokens: int = 240, overlap: int = 32) -> None:
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int = 240, overlap: int = 32) -> None:
         if overlap >= max_tokens // 2:
             raise ValueError("overlap must be smaller than half of max_tokens")
         # Our own copy without truncation: the embedder's tokenizer stops at its window.

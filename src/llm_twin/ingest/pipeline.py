@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_twin.domain.authors import Author, normalize_name
-from llm_twin.domain.documents import CONTENT_TYPES, Chunk, Document, EmbeddedChunk
+from llm_twin.domain.documents import CONTENT_TYPES, Chunk, ContentType, Document, EmbeddedChunk
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.ingest.chunk import TokenChunker
@@ -221,7 +221,13 @@ class IngestPipeline:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _write_group(self, group, nonempty: set[str], report: IngestReport, on_progress: Progress | None) -> None:
+    def _write_group(
+        self,
+        group: list[tuple[Document, list[tuple[Chunk, str]]]],
+        nonempty: set[ContentType],
+        report: IngestReport,
+        on_progress: Progress | None,
+    ) -> None:
         collections = self.settings.collections
         texts = [text for _, chunks in group for _, text in chunks]
         t0 = time.perf_counter()

@@ -80,7 +80,7 @@ def _authors(data: dict[str, Any]) -> list[str]:
         raise RecordError("field 'author' must be a string")
     else:
         raise RecordError("missing field 'authors' (list) or 'author' (string)")
-    cleaned = []
+    cleaned: list[str] = []
     for name in names:
         name = " ".join(name.split())
         if name and normalize_name(name) not in {normalize_name(c) for c in cleaned}:

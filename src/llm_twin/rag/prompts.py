@@ -125,9 +125,9 @@ def build_grounded_prompt(
 
     truncated = False
     if not used and chunks:
-        block = _truncate_block(chunks[0], budget - fixed, count_tokens)
-        if block is not None:
-            used, blocks, truncated = [chunks[0]], [block], True
+        shortened = _truncate_block(chunks[0], budget - fixed, count_tokens)
+        if shortened is not None:
+            used, blocks, truncated = [chunks[0]], [shortened], True
 
     # Per-piece counts can undercount the joined text by a token per boundary: verify the real
     # messages and drop from the bottom until they fit.

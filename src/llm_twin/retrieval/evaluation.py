@@ -11,13 +11,21 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from llm_twin.domain.documents import Document, EmbeddedChunk
 from llm_twin.errors import InvalidInputError, UnavailableError
 from llm_twin.settings import Settings
+
+if TYPE_CHECKING:
+    from llm_twin.retrieval.hyde import HydeResult
+    from llm_twin.retrieval.search import QdrantHybridRetriever
+    from llm_twin.retrieval.types import Reranker
+    from llm_twin.store.base import SearchMode
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 
@@ -171,16 +179,22 @@ class EvalResult:
         }
 
 
+class PassageWriter(Protocol):
+    """Writes the hypothetical passage blended into a query (HyDE)."""
+
+    def run(self, query: str) -> HydeResult: ...
+
+
 def evaluate_retrieval(
-    retriever,
-    reranker,
+    retriever: QdrantHybridRetriever,
+    reranker: Reranker | None,
     dataset: BeirDataset,
-    mode: str,
+    mode: SearchMode,
     limit: int | None = None,
     rerank_top_n: int = 100,
     batch_size: int = 32,
     depth: int = 100,
-    hyde=None,
+    hyde: PassageWriter | None = None,
 ) -> EvalResult:
     """Run the test queries through the retriever (and reranker), score with ranx.
 
@@ -239,10 +253,10 @@ def evaluate_retrieval(
 class _MemoWriter:
     """Reuses passages across evaluations in one run (e.g. the same queries under two fusions)."""
 
-    def __init__(self, writer, cache: dict) -> None:
+    def __init__(self, writer: PassageWriter, cache: dict[str, HydeResult]) -> None:
         self.writer, self.cache = writer, cache
 
-    def run(self, query: str):
+    def run(self, query: str) -> HydeResult:
         if query not in self.cache:
             self.cache[query] = self.writer.run(query)
         return self.cache[query]
@@ -251,12 +265,12 @@ class _MemoWriter:
 def run_eval(
     settings: Settings,
     dataset_dir: Path,
-    mode: str = "hybrid",
+    mode: SearchMode = "hybrid",
     rerank: str = "none",
     limit: int | None = None,
     progress: bool = False,
     hyde: bool = False,
-    passage_cache: dict | None = None,
+    passage_cache: dict[str, HydeResult] | None = None,
     split: str = "test",
 ) -> EvalResult:
     """The `llm-twin eval retrieval` flow: load, ingest once, search the ``split`` queries, score."""
@@ -279,7 +293,7 @@ def run_eval(
     reranker = build_reranker(local, helper)
     reranker.warm_up()
     with eval_retriever(local, mode) as retriever:
-        writer = None
+        writer: PassageWriter | None = None
         if hyde:
             from llm_twin.retrieval.hyde import HypotheticalDocumentWriter
 
@@ -300,7 +314,7 @@ def run_eval(
 
 
 @contextmanager
-def eval_retriever(local: Settings, mode: str = "hybrid"):
+def eval_retriever(local: Settings, mode: SearchMode = "hybrid") -> Iterator[QdrantHybridRetriever]:
     """The retriever over an eval data dir (from ``eval_settings``), its store closed on exit."""
     from llm_twin.embedding.bm25 import Bm25SparseEncoder
     from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
@@ -315,7 +329,7 @@ def eval_retriever(local: Settings, mode: str = "hybrid"):
             OnnxSentenceEmbedder.from_settings(local),
             Bm25SparseEncoder(avg_len=local.bm25_avg_len),
             [local.collection_articles],
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             prefetch_limit=max(local.prefetch_limit, 300),
             rrf_k=local.rrf_k,
             fusion=local.fusion,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from llm_twin.domain.limits import check_request
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
@@ -25,6 +27,8 @@ from llm_twin.retrieval.types import AuthorMatch, Reranker, RetrievalResult
 from llm_twin.settings import Settings
 from llm_twin.store import VectorStore, open_store
 from llm_twin.store.base import SearchMode
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +169,7 @@ class RetrievalPipeline:
         )
 
     @staticmethod
-    def _timed(name: str, timings: dict[str, float], fn, *args):
+    def _timed(name: str, timings: dict[str, float], fn: Callable[..., T], *args: Any) -> T:
         t0 = time.perf_counter()
         with trace_span(f"retrieval.{name}"):
             try:
@@ -193,4 +197,9 @@ class RetrievalPipeline:
 def _unique(queries: list[str]) -> list[str]:
     """First occurrence of each query, compared without case (stripping a name can make two equal)."""
     seen: set[str] = set()
-    return [q for q in queries if not (q.casefold() in seen or seen.add(q.casefold()))]
+    unique = []
+    for query in queries:
+        if query.casefold() not in seen:
+            seen.add(query.casefold())
+            unique.append(query)
+    return unique

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class QdrantHybridRetriever:
         prefetch_limit: int = 50,
         rrf_k: int = 60,
         k_split: str = "balanced",
-        fusion: str = "rrf",
+        fusion: Literal["rrf", "dbsf"] = "rrf",
         hyde_weight: float = 0.5,
     ) -> None:
         self.store = store
@@ -234,7 +235,14 @@ class QdrantHybridRetriever:
         return dense, sparse
 
     def _requests(
-        self, queries, limit, author_ids, mode, hypothetical, timings, with_payload: bool
+        self,
+        queries: list[str],
+        limit: int,
+        author_ids: tuple[str, ...] | None,
+        mode: SearchMode,
+        hypothetical: str | None,
+        timings: dict[str, float],
+        with_payload: bool,
     ) -> list[SearchRequest]:
         t0 = time.perf_counter()
         dense, sparse = self.encode(queries, mode, hypothetical)
@@ -248,7 +256,7 @@ class QdrantHybridRetriever:
                 author_ids=author_ids,
                 prefetch_limit=max(self.prefetch_limit, limit + TIE_SLACK),
                 rrf_k=self.rrf_k,
-                fusion=self.fusion,  # type: ignore[arg-type]
+                fusion=self.fusion,
                 with_payload=with_payload,
             )
             for d, s in zip(dense, sparse, strict=True)

@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 from llm_twin.embedding.bm25 import Sparse
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid")
 DenseQuantization = Literal["int8", "none"]
 #: Scalar int8 quantization clips the outer 1% of components, as Qdrant recommends (both backends).
 INT8_QUANTILE = 0.99

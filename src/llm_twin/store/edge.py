@@ -193,7 +193,7 @@ class EdgeVectorStore:
                     Prefetch(limit=r.prefetch_limit, query=dense, filter=flt, params=self._dense_params),
                     Prefetch(limit=r.prefetch_limit, query=sparse, filter=flt),
                 ],
-                query=Fusion.Rrf(k=r.rrf_k) if r.fusion == "rrf" else Fusion.Dbsf(),
+                query=Fusion.Rrf(k=r.rrf_k) if r.fusion == "rrf" else Fusion.Dbsf(),  # type: ignore[arg-type]  # the stub lists Fusion, not its variants
                 filter=flt,
                 with_payload=r.with_payload,
             )

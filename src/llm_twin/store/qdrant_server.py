@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -16,6 +19,8 @@ from llm_twin.store.base import (
     SearchRequest,
     StoredPoint,
 )
+
+T = TypeVar("T")
 
 
 def _author_filter(author_ids: tuple[str, ...] | None) -> models.Filter | None:
@@ -61,7 +66,7 @@ class QdrantServerStore:
             scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True)
         )
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
         except (ResponseHandlingException, ConnectionError, TimeoutError) as error:

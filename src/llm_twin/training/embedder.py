@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,9 @@ class SentenceEmbedderTrainer:
         self.max_query_tokens = max_query_tokens
         self.max_document_tokens = max_document_tokens
         self.seed = seed
-        self._model = None
-        self._tokenizer = None
+        # torch and transformers are untyped here (and optional); both are set by warm_up().
+        self._model: Any = None
+        self._tokenizer: Any = None
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -86,7 +88,7 @@ class SentenceEmbedderTrainer:
         self._model = AutoModel.from_pretrained(str(self.base_model))
 
     # --- encoding ---------------------------------------------------------------------------------
-    def _embed(self, texts: list[str], max_tokens: int):
+    def _embed(self, texts: list[str], max_tokens: int) -> Any:  # a torch tensor
         import torch
 
         enc = self._tokenizer(texts, truncation=True, max_length=max_tokens, padding=True, return_tensors="pt")
@@ -225,15 +227,15 @@ def _unique_positives(batch: list[TrainingPair]) -> list[TrainingPair]:
     return kept
 
 
-def _LastHiddenState(model):
+def _LastHiddenState(model: Any) -> Any:
     import torch
 
     class Wrapper(torch.nn.Module):
-        def __init__(self, inner) -> None:
+        def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             return self.inner(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state

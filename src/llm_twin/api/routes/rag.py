@@ -72,7 +72,9 @@ def wants_stream(body: RAGRequest, request: Request) -> bool:
         504: {"model": ErrorResponse, "description": "The LLM did not answer in time"},
     },
 )
-async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings: SettingsDep):  # type: ignore[no-untyped-def]
+async def rag(
+    body: RAGRequest, request: Request, service: ServiceDep, settings: SettingsDep
+) -> RAGResponse | StreamingResponse:
     # The pipeline checks again; checking first gives invalid input its 422 even while the store is down
     # (which is also why the pipeline is not a dependency).
     query = check_request(
@@ -90,17 +92,19 @@ async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings:
     try:
         # Wait for the sources event before committing to a 200, so retrieval errors (bad author,
         # store gone) still get their JSON status code.
-        kind, payload = await stream.get()
+        message = await stream.get()
     except BaseException:
         stream.stop()
         raise
-    if kind == "error":
-        assert isinstance(payload, BaseException)
-        raise payload
-    if kind != "item":  # the pipeline always starts with a sources event
-        raise RuntimeError("RAG stream ended before its sources event")
+    match message:
+        case ("item", first):
+            pass
+        case ("error", error):
+            raise error
+        case _:  # the pipeline always starts with a sources event
+            raise RuntimeError("RAG stream ended before its sources event")
     return StreamingResponse(
-        _event_stream(stream, payload),  # type: ignore[arg-type]
+        _event_stream(stream, first),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -113,25 +117,25 @@ async def _event_stream(stream: ThreadedStream[RAGEvent], first: RAGEvent | None
             yield encode_event(first)
         while True:
             try:
-                kind, payload = await stream.get(timeout=KEEPALIVE_S)
+                message = await stream.get(timeout=KEEPALIVE_S)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            if kind == "item":
-                yield encode_event(payload)  # type: ignore[arg-type]
-            elif kind == "error":
-                assert isinstance(payload, BaseException)
-                status, detail = describe_error(payload)
-                logger.warning(
-                    "stream failed after it started (%d %s): %s",
-                    status,
-                    detail.code,
-                    payload,
-                    exc_info=payload if status == 500 else None,
-                )
-                yield sse("error", ErrorResponse(error=detail))
-                return
-            else:
-                return
+            match message:
+                case ("item", event):
+                    yield encode_event(event)
+                case ("error", error):
+                    status, detail = describe_error(error)
+                    logger.warning(
+                        "stream failed after it started (%d %s): %s",
+                        status,
+                        detail.code,
+                        error,
+                        exc_info=error if status == 500 else None,
+                    )
+                    yield sse("error", ErrorResponse(error=detail))
+                    return
+                case _:
+                    return
     finally:
         stream.stop()
