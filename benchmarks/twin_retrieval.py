@@ -152,6 +152,14 @@ def markdown(results: dict[str, TwinEvalResult], meta: dict[str, Any]) -> str:
         f"| retrieval p50 / p90 ms | {old.latency_ms['p50']:.1f} / {old.latency_ms['p90']:.1f} | "
         f"{new.latency_ms['p50']:.1f} / {new.latency_ms['p90']:.1f} | |",
         "",
+        "Retrieval stage p50 ms (old / new): "
+        + ", ".join(
+            f"{stage} {old.stage_p50_ms.get(stage, 0.0):.1f} / {new.stage_p50_ms.get(stage, 0.0):.1f}"
+            for stage in sorted(set(old.stage_p50_ms) | set(new.stage_p50_ms))
+            if stage != "total"
+        )
+        + ".",
+        "",
         f"Rerank: old `{old.rerank}`, new `{new.rerank}`. Old = today's code with the seed's defaults: "
         + ", ".join(f"`{key}={value}`" for key, value in OLD.items())
         + "; new = today's defaults (`k_split="
@@ -185,9 +193,10 @@ def markdown(results: dict[str, TwinEvalResult], meta: dict[str, Any]) -> str:
                 f"- {name}: {s.id} “{s.question}” expected {s.expected_author or 'nobody'}, "
                 f"resolved {s.resolved_author or 'nobody'}"
             )
-    misses = [s for s in new.per_question if not s.hit]
-    lines += ["", f"## Questions the new defaults miss at {k}", ""]
-    lines += [f"- {s.id} “{s.question}”" for s in misses] or ["- none"]
+    lines += ["", f"## Questions with no answer document among the {k} chunks", ""]
+    for name, result in results.items():
+        misses = [s for s in result.per_question if not s.hit]
+        lines += [f"- {name}: {s.id} ({s.content_type}) “{s.question}”" for s in misses] or [f"- {name}: none"]
     lines += [
         "",
         "## Notes",

@@ -110,11 +110,14 @@ def test_score_and_summarize():
         relevant_available=10,
         filter_author_ids=[author_id("Guido van Rossum")],
         latency_ms=10.0,
+        timings_ms={"search": 4.0, "rerank": 5.0, "total": 10.0},
     )
     assert (first.hit, first.reciprocal_rank, first.first_relevant_rank) == (1.0, 0.5, 2)
     assert first.context_precision == pytest.approx(2 / 3)
     assert first.author_correct and first.author_filter_covers
-    second = score_question(nobody, [_chunk("c1", "post")], None, 5, relevant_available=1, latency_ms=30.0)
+    second = score_question(
+        nobody, [_chunk("c1", "post")], None, 5, relevant_available=1, latency_ms=30.0, timings_ms={"search": 6.0}
+    )
     assert second.ndcg == 1.0 and second.author_correct and second.author_filter_covers is None
     result = summarize([first, second], questions_file="f.jsonl", k=5, expand_to_n=1, rerank="none")
     assert result.overall.questions == 2 and result.overall.hit_at_k == 1.0
@@ -123,6 +126,7 @@ def test_score_and_summarize():
     assert set(result.by_phrasing) == {"paraphrase", "title-like"} and result.by_content_type["post"].mrr == 1.0
     assert result.content_type_share == {"article": 0.5, "post": 0.5}
     assert result.latency_ms["p50"] == 20.0
+    assert result.stage_p50_ms == {"rerank": 5.0, "search": 5.0, "total": 10.0}
     data = json.loads(result.to_json())
     assert data["overall"]["mrr"] == 0.75 and data["author_failures"] == []
     assert data["per_question"][0]["chunks"][1]["relevant"] is True

@@ -354,8 +354,9 @@ def _print_twin_result(result: TwinEvalResult) -> None:
         f"expand={result.expand_to_n}, k_split={result.settings.get('k_split')}, rerank={result.rerank}"
     )
     k = result.k
-    for column in ("group", "n", f"hit@{k}", "MRR", f"nDCG@{k}", "ctx precision", "author", "no author"):
-        table.add_column(column, justify="left" if column == "group" else "right")
+    table.add_column("group", no_wrap=True)
+    for column in ("n", f"hit@{k}", "MRR", f"nDCG@{k}", "ctx prec", "author", "nobody"):
+        table.add_column(column, justify="right")
     groups = [("all", result.overall)]
     groups += [(f"phrasing: {name}", m) for name, m in result.by_phrasing.items()]
     groups += [(f"type: {name}", m) for name, m in result.by_content_type.items()]

@@ -279,6 +279,8 @@ class QuestionScore:
     search_queries: list[str]
     chunks: list[ReturnedChunk]
     warnings: list[str] = field(default_factory=list)
+    #: The pipeline's stage timings (self_query, search, rerank, ...; ``total`` is ``latency_ms``).
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 def score_question(
@@ -293,6 +295,7 @@ def score_question(
     latency_ms: float = 0.0,
     search_queries: Sequence[str] = (),
     warnings: Sequence[str] = (),
+    timings_ms: dict[str, float] | None = None,
 ) -> QuestionScore:
     """All metrics of one question from what retrieval returned (pure: no store, no models)."""
     returned = [ReturnedChunk.from_chunk(c, question.answer_doc_ids) for c in chunks[:k]]
@@ -319,6 +322,7 @@ def score_question(
         search_queries=list(search_queries),
         chunks=returned,
         warnings=list(warnings),
+        timings_ms=dict(timings_ms or {}),
     )
 
 
@@ -388,6 +392,8 @@ class TwinEvalResult:
     collection_share: dict[str, float]
     latency_ms: dict[str, float]
     per_question: list[QuestionScore]
+    #: p50 of each pipeline stage (where the time goes: search, rerank, ...).
+    stage_p50_ms: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -421,6 +427,7 @@ def summarize(
     returned = [c for s in scores for c in s.chunks]
     latencies = [s.latency_ms for s in scores]
     warnings = sorted({w for s in scores for w in s.warnings})
+    stages = sorted({name for s in scores for name in s.timings_ms})
     return TwinEvalResult(
         questions_file=questions_file,
         k=k,
@@ -438,6 +445,10 @@ def summarize(
             "mean": round(sum(latencies) / len(latencies), 2) if latencies else 0.0,
         },
         per_question=list(scores),
+        stage_p50_ms={
+            name: round(percentile([s.timings_ms[name] for s in scores if name in s.timings_ms], 0.5), 2)
+            for name in stages
+        },
         seconds=round(seconds, 2),
         warnings=warnings,
     )
@@ -506,6 +517,7 @@ class TwinRetrievalEvaluator:
             latency_ms=result.timings_ms.get("total", 0.0),
             search_queries=result.search_queries,
             warnings=[f"{question.id}: {w}" for w in warnings],
+            timings_ms=result.timings_ms,
         )
 
     def summarize(self, scores: Sequence[QuestionScore], seconds: float = 0.0) -> TwinEvalResult:
