@@ -258,6 +258,7 @@ def main() -> int:
     parser.add_argument("--demo-data-dir", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-scifact", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="Directory for retrieval.json and retrieval.md.")
     parser.add_argument(
         "--llm-rerank-queries", type=int, default=0, help="Also score hybrid+llm rerank on N queries (slow)."
     )
@@ -280,8 +281,8 @@ def main() -> int:
         result["scifact"] = scifact(args.llm_rerank_queries, hyde=args.hyde, embedder=args.embedder)
     result["rerank_cost"] = rerank_costs(args.llm_pairs)
     result["targets"] = {"hybrid_ndcg@10": 0.71, "best_ndcg@10": 0.74, "ours_p50_ms": 10, "speedup_min": 1.5}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "retrieval.json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["| measure | value | target |", "|---|---|---|"]
     runs = result.get("scifact", {})
     best = max(runs, key=lambda n: runs[n]["ndcg@10"]) if runs else None
@@ -313,7 +314,7 @@ def main() -> int:
     md.append(f"| speed-up over that (p50) | {lat['speedup_p50_vs_fp32']}x | |")
     for name, cost in result["rerank_cost"].items():
         md.append(f"| rerank cost, {name} | {cost['ms_per_candidate']} ms/candidate | |")
-    (RESULTS / "retrieval.md").write_text("\n".join(md) + "\n")
+    (args.out / "retrieval.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from llm_twin.cli.errors import fail, user_errors
 from llm_twin.domain.limits import check_request
-from llm_twin.settings import SHARED_DIR, load_settings
+from llm_twin.settings import SHARED_DIR, Settings, load_settings
 from llm_twin.store.base import SEARCH_MODES
 
 if TYPE_CHECKING:
+    from llm_twin.retrieval.twin_eval import TwinEvalResult
     from llm_twin.retrieval.types import RetrievalResult
     from llm_twin.store.base import SearchMode
 
 #: Pipeline fields reported under the option that sets them.
 RETRIEVE_OPTIONS = {"k": "--k", "expand_to_n": "--expand", "author": "--author", "mode": "--mode"}
 EVAL_OPTIONS = {"dataset": "--dataset", "split": "--split"}
+TWIN_EVAL_OPTIONS = {"questions": "--questions", "k": "--k", "expand_to_n": "--expand"}
 
 
 def parse_mode(value: str) -> SearchMode:
@@ -115,7 +120,53 @@ def retrieve(
     console.print("\ntimings_ms: " + ", ".join(f"{k}={v:.1f}" for k, v in result.timings_ms.items()), highlight=False)
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, object]:
+    """``--set key=value`` pairs -> ``load_settings`` overrides; keys are Settings fields.
+
+    Values stay strings for pydantic to convert ("5", "false", "balanced"); an empty value, "none" or
+    "null" is None for a field that may be unset (``--set aliases_file=``), never for a field whose
+    values include the word "none" (``--set rerank_backend=none``).
+    """
+    fields = Settings.model_fields
+    overrides: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower().removeprefix("llm_twin_")
+        if not sep or not key:
+            raise fail(f"--set: expected key=value, got {item!r}")
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=3)
+            hint = f" (closest: {', '.join(close)})" if close else ""
+            raise fail(f"--set: unknown setting {key!r}{hint}")
+        value = value.strip()
+        nullable = type(None) in typing.get_args(fields[key].annotation)
+        overrides[key] = None if nullable and value.lower() in ("", "none", "null") else value
+    return overrides
+
+
+#: BEIR-only options, and what to use with --questions instead.
+BEIR_ONLY = {
+    "dataset": ("--dataset", "the store in LLM_TWIN_DATA_DIR is evaluated"),
+    "mode": ("--mode", "use --set search_mode=..."),
+    "rerank": ("--rerank", "use --set rerank_backend=..."),
+    "fusion": ("--fusion", "use --set fusion=..."),
+    "hyde": ("--hyde", "use --set hyde=true"),
+    "hyde_instruction": ("--hyde-instruction", "use --set hyde_instruction=..."),
+    "split": ("--split", "a questions file has no splits"),
+    "embedding_model": ("--embedding-model", "use --set embedding_model=... (the store must hold its vectors)"),
+}
+TWIN_ONLY = {"k": "--k", "expand": "--expand"}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """The user typed the option (or set its environment variable); compared by name because Typer
+    ships its own copy of click, whose ``ParameterSource`` is not ``click.core``'s."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 def eval_retrieval(
+    ctx: typer.Context,
     dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-format directory.")] = SHARED_DIR
     / "data"
     / "scifact",
@@ -124,7 +175,9 @@ def eval_retrieval(
     fusion: Annotated[
         Optional[str], typer.Option("--fusion", help="Hybrid fusion: rrf | dbsf (default: LLM_TWIN_FUSION).")
     ] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries.")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", help="Evaluate only the first N test queries (or questions).")
+    ] = None,
     hyde: Annotated[
         bool, typer.Option("--hyde", help="Blend a HyDE passage from the helper LLM into each query (slow on CPU).")
     ] = False,
@@ -145,9 +198,77 @@ def eval_retrieval(
             help="Evaluate another embedder (a local ONNX model directory); it gets its own eval store.",
         ),
     ] = None,
+    questions: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--questions",
+            help="Twin questions (JSONL, schema in evaluation/twin_dev/README.md): hit@k, MRR, nDCG@k, context "
+            "precision and author resolution over the existing store (LLM_TWIN_DATA_DIR) instead of a BEIR dataset.",
+        ),
+    ] = None,
+    k: Annotated[
+        Optional[int], typer.Option("--k", help="--questions: chunks per question (default: LLM_TWIN_K).")
+    ] = None,
+    expand: Annotated[
+        Optional[int],
+        typer.Option(
+            "--expand", help="--questions: queries after expansion, original included (default: LLM_TWIN_EXPAND_TO_N)."
+        ),
+    ] = None,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            help="Override a setting for this run, key=value (a Settings field, e.g. k_split=balanced); repeatable.",
+        ),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory)."""
+    """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset (ingested into its own data directory), or with
+    --questions the twin's own questions over the existing store."""
+    if limit is not None and limit < 1:
+        raise fail("--limit: must be at least 1")
+    settings_overrides = parse_overrides(overrides)
+    if questions is not None:
+        for name, (option, instead) in BEIR_ONLY.items():
+            if _given(ctx, name):
+                raise fail(f"{option}: not used with --questions ({instead})")
+        _eval_questions(questions, settings_overrides, k, expand, limit, out, as_json)
+        return
+    for name, option in TWIN_ONLY.items():
+        if _given(ctx, name):
+            raise fail(f"{option}: only with --questions")
+    _eval_beir(
+        dataset,
+        mode,
+        rerank,
+        fusion,
+        limit,
+        hyde,
+        hyde_instruction,
+        split,
+        embedding_model,
+        settings_overrides,
+        out,
+        as_json,
+    )
+
+
+def _eval_beir(
+    dataset: Path,
+    mode: str,
+    rerank: str,
+    fusion: str | None,
+    limit: int | None,
+    hyde: bool,
+    hyde_instruction: str | None,
+    split: str,
+    embedding_model: str | None,
+    settings_overrides: dict[str, object],
+    out: Path | None,
+    as_json: bool,
+) -> None:
     from llm_twin.retrieval.evaluation import run_eval
 
     search_mode = parse_mode(mode)
@@ -155,12 +276,14 @@ def eval_retrieval(
         raise fail("--rerank: must be none, llm or cross-encoder")
     if fusion is not None and fusion not in ("rrf", "dbsf"):
         raise fail("--fusion: must be rrf or dbsf")
-    if limit is not None and limit < 1:
-        raise fail("--limit: must be at least 1")
     with user_errors(EVAL_OPTIONS):
-        overrides = {"fusion": fusion, "hyde_instruction": hyde_instruction, "embedding_model": embedding_model}
-        settings = load_settings(**{key: value for key, value in overrides.items() if value is not None})
+        options = {"fusion": fusion, "hyde_instruction": hyde_instruction, "embedding_model": embedding_model}
+        settings = load_settings(
+            **{**settings_overrides, **{key: value for key, value in options.items() if value is not None}}
+        )
         result = run_eval(settings, dataset, search_mode, rerank, limit, progress=not as_json, hyde=hyde, split=split)
+    if out is not None:
+        _write_report(out, json.dumps(result.as_dict(), indent=2))
     if as_json:
         sys.stdout.write(json.dumps(result.as_dict()) + "\n")
         return
@@ -171,6 +294,105 @@ def eval_retrieval(
         table.add_column(metric, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
     Console().print(table)
+
+
+def _write_report(out: Path, text: str) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        raise fail(f"--out: cannot write {out} ({error.strerror or error})") from None
+
+
+def _eval_questions(
+    questions: Path,
+    settings_overrides: dict[str, object],
+    k: int | None,
+    expand: int | None,
+    limit: int | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    from llm_twin.retrieval.twin_eval import QuestionScore, run_twin_eval
+
+    err = Console(stderr=True)
+    with user_errors(TWIN_EVAL_OPTIONS):
+        settings = load_settings(**settings_overrides)
+        with Progress(
+            TextColumn("[bold]eval"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("questions  hit {task.fields[hit]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task("eval", total=None, hit="-")
+            hits: list[float] = []
+
+            def on_start(total: int) -> None:
+                progress.update(task, total=total)
+
+            def on_progress(score: QuestionScore) -> None:
+                hits.append(score.hit)
+                progress.update(task, advance=1, hit=f"{sum(hits) / len(hits):.3f}")
+
+            result = run_twin_eval(
+                settings, questions, k=k, expand_to_n=expand, limit=limit, on_start=on_start, on_progress=on_progress
+            )
+    if out is not None:
+        _write_report(out, result.to_json(indent=2))
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+        return
+    _print_twin_result(result)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_twin_result(result: TwinEvalResult) -> None:
+    console = Console()
+    table = Table(
+        title=f"{result.questions_file}: {result.overall.questions} questions, k={result.k}, "
+        f"expand={result.expand_to_n}, k_split={result.settings.get('k_split')}, rerank={result.rerank}"
+    )
+    k = result.k
+    table.add_column("group", no_wrap=True)
+    for column in ("n", f"hit@{k}", "MRR", f"nDCG@{k}", "ctx prec", "author", "nobody"):
+        table.add_column(column, justify="right")
+    groups = [("all", result.overall)]
+    groups += [(f"phrasing: {name}", m) for name, m in result.by_phrasing.items()]
+    groups += [(f"type: {name}", m) for name, m in result.by_content_type.items()]
+    for name, m in groups:
+        table.add_row(
+            name,
+            str(m.questions),
+            _fmt(m.hit_at_k),
+            _fmt(m.mrr),
+            _fmt(m.ndcg_at_k),
+            _fmt(m.context_precision),
+            _fmt(m.author_accuracy),
+            _fmt(m.no_author_accuracy),
+        )
+    console.print(table)
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in result.content_type_share.items())
+    console.print(f"chunks by type: {shares}", highlight=False)
+    console.print(
+        f"author filter covers the canonical name: {_fmt(result.overall.author_filter_coverage)}", highlight=False
+    )
+    latency = result.latency_ms
+    console.print(f"retrieval latency: p50 {latency['p50']:.1f} ms, p90 {latency['p90']:.1f} ms", highlight=False)
+    for failure in result.author_failures:
+        console.print(
+            f"[yellow]author:[/yellow] {failure.id} expected {failure.expected_author or 'nobody'}, "
+            f"resolved {failure.resolved_author or 'nobody'} ({failure.author_reason})",
+            highlight=False,
+        )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
