@@ -84,6 +84,8 @@ CONFIGS: dict[str, dict[str, str]] = {
         "LLM_TWIN_HELPER_LLM_LOCAL_MODEL": "",
     },
     "new": {},
+    # Today's defaults with query expansion on the packaged 0.5B model instead of the 1.5B one.
+    "new-small-helper": {"LLM_TWIN_HELPER_LLM_LOCAL_MODEL": "qwen2.5-coder-0.5b-instruct"},
 }
 #: Speed probe: a fixed prompt of about this many tokens, then this many greedy new tokens.
 PROBE_PROMPT_TOKENS = 400
@@ -355,10 +357,9 @@ def markdown(report: dict[str, Any]) -> str:
         "| answered without the model | " + " | ".join(str(runs[n]["answered_without_model"]) for n in names) + " |",
         "",
     ]
-    if "ratios" in report:
-        r = report["ratios"]
+    for name, r in report.get("ratios", {}).items():
         lines += [
-            f"**{names[-1]} ÷ {names[0]}**: time to first token p50 **{r['ttft_p50']:.2f}** (target ≤ 0.33: "
+            f"**{name} ÷ {names[0]}**: time to first token p50 **{r['ttft_p50']:.2f}** (target ≤ 0.33: "
             f"{'met' if r['ttft_p50'] <= 1 / 3 else 'NOT met'}), end-to-end p50 **{r['e2e_p50']:.2f}** "
             f"(target ≤ 0.5: {'met' if r['e2e_p50'] <= 0.5 else 'NOT met'}).",
             "",
@@ -593,11 +594,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     if len(names) > 1:
         first = report["runs"][names[0]]
+        # Each configuration against the first (the seed's defaults), p50 over p50 from this one run.
         report["ratios"] = {
-            "ttft_p50": round(report["runs"][last]["ttft_ms"]["p50"] / max(1e-9, first["ttft_ms"]["p50"]), 3),
-            "e2e_p50": round(report["runs"][last]["e2e_ms"]["p50"] / max(1e-9, first["e2e_ms"]["p50"]), 3),
-            "targets": {"ttft_p50": 1 / 3, "e2e_p50": 0.5},
+            name: {
+                "ttft_p50": round(report["runs"][name]["ttft_ms"]["p50"] / max(1e-9, first["ttft_ms"]["p50"]), 3),
+                "e2e_p50": round(report["runs"][name]["e2e_ms"]["p50"] / max(1e-9, first["e2e_ms"]["p50"]), 3),
+            }
+            for name in names[1:]
         }
+        report["targets"] = {"ttft_p50": round(1 / 3, 3), "e2e_p50": 0.5}
     if alone:
         sequential = runs[last]["sequential"]
         ok = [(s, a) for s, a in zip(sequential, alone, strict=True) if s.status == 200 and a["compute_ms"] > 0]
