@@ -25,10 +25,12 @@ from llm_twin.rag.answer_eval import (
     hallucination_key_tokens,
     is_refusal,
     load_answer_dataset,
+    load_key_point_questions,
     normalize_answer,
     says_not_in_writing,
     score_answer,
     setting_overrides,
+    states_key_point,
     summarize,
     token_f1,
 )
@@ -116,10 +118,13 @@ def test_citations():
 
 def test_hallucination_uses_the_claims_the_hallucinated_answer_adds():
     keys = hallucination_key_tokens(OBEROI.hallucinated_answer or "", OBEROI.question, OBEROI.answers)
-    assert keys == {"mumbai", "financial", "capital", "india"}
+    assert keys == {"mumbai", "india"}  # the names it adds; "financial capital" is embellishment
+    assert hallucination_key_tokens("1996, a decade earlier.", "When?", ["2006"]) == {"1996"}
+    assert hallucination_key_tokens("a famous musician", "Named after whom?", ["Nixon"]) == {"famous", "musician"}
     stated = score_answer(OBEROI, "The head office is in Mumbai, India's capital [1].", ["x"], no_evidence=False)
     assert stated.hallucination is True and not stated.hit
-    assert score_answer(OBEROI, "It is in Mumbai [1].", ["x"], False).hallucination is False  # 1 of 4 key tokens
+    assert score_answer(OBEROI, "It is in Mumbai [1].", ["x"], False).hallucination is True  # 1 of 2 key tokens
+    assert score_answer(OBEROI, "It is in Pune, near the capital [1].", ["x"], False).hallucination is False
     assert score_answer(OBEROI, "In Delhi, not Mumbai, India [1].", ["x"], False).hallucination is False  # a hit
     refused = score_answer(OBEROI, "The context does not say; maybe Mumbai, India.", ["x"], False)
     assert refused.refusal and refused.hallucination is False and not refused.hit
@@ -314,7 +319,15 @@ def test_cli_with_the_real_small_model(tmp_path, monkeypatch):
     dataset = write_dataset(tmp_path / "tiny")
     args = ["eval", "answers", "--dataset", str(dataset), "--model", "smollm2-135m-instruct", "--json"]
     args += ["--set", "max_new_tokens=24", "--set", "helper_llm_backend=none", "--set", "expand_to_n=1"]
-    args += ["--set", "rerank_backend=none", "--out", str(tmp_path / "report.json")]
+    # as-is: the embedder file unchanged, so a fresh data dir skips building the int8 copy (~15 s on 2 cores).
+    args += [
+        "--set",
+        "rerank_backend=none",
+        "--set",
+        "embedding_precision=as-is",
+        "--out",
+        str(tmp_path / "report.json"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -339,9 +352,74 @@ def test_cli_with_the_real_small_model(tmp_path, monkeypatch):
 def test_comparison_table_has_a_column_per_configuration():
     from llm_twin.rag.answer_eval import AnswerEvalReport
 
-    metrics = summarize([])
-    table = comparison_markdown(
-        [("old", AnswerEvalReport("d", "m", {}, metrics, [])), ("new", AnswerEvalReport("d", "m", {}, metrics, []))]
-    )
+    measured = summarize([AnswerEvaluator(RAGPipeline(FakeRetrieval([]), FakeLLM(), load_settings())).run(OBEROI)])
+    empty = summarize([])
+    reports = [
+        ("old", AnswerEvalReport("d", "m", {}, measured, [])),
+        ("new", AnswerEvalReport("d", "m", {}, empty, [])),
+    ]
+    table = comparison_markdown(reports)
     assert table.splitlines()[0] == "| metric | old | new |"
-    assert "| answer hit (answerable) | – | – |" in table
+    assert "| answer hit (answerable) | 0.000 | – |" in table
+    assert "| false refusal (answerable) | 1.000 | – |" in table
+    assert "key points" not in table  # measured by neither: left out
+
+
+# --- key-point mode (the twin dev set) ---------------------------------------------------------------
+
+TWIN_DEV = Path(__file__).resolve().parents[2] / "evaluation" / "twin_dev" / "questions.jsonl"
+PATTERNS = QAItem(
+    "q001",
+    "What did Guido van Rossum write about pattern matching?",
+    (),
+    True,
+    key_points=(
+        "A match statement compares a subject value against one or more case patterns until a pattern fits.",
+        "PEP 622 was split into a specification (PEP 634), a motivation and rationale (PEP 635) and a tutorial (PEP 636).",
+        "Pattern matching replaces ad-hoc if/elif chains of isinstance(), len() and hasattr() checks.",
+    ),
+    answer_doc_ids=("pep-0622", "pep-0634", "pep-0635"),
+)
+
+
+def test_an_answer_that_says_where_states_no_key_point():
+    where = "Guido van Rossum wrote about pattern matching in PEP 622, PEP 634 and PEP 635 [1][2]."
+    assert not any(states_key_point(where, p, PATTERNS.question) for p in PATTERNS.key_points)
+    what = (
+        "A match statement compares the subject against case patterns until one fits [1]. It replaces "
+        "if/elif chains of isinstance() and len() checks [2]."
+    )
+    assert [states_key_point(what, p, PATTERNS.question) for p in PATTERNS.key_points] == [True, False, True]
+    score = score_answer(PATTERNS, what, ["a", "b"], False, ["pep-0634", "pep-0008"])
+    assert score.key_points == pytest.approx(2 / 3) and score.cited_answer_doc and score.hit is False
+    assert score_answer(PATTERNS, where, ["a", "b"], False, ["pep-0008", "pep-0020"]).cited_answer_doc is False
+    assert score_answer(PATTERNS, "The context does not say.", [], False).key_points == 0.0
+
+
+def test_the_twin_dev_set_loads():
+    items = load_key_point_questions(TWIN_DEV)
+    assert len(items) == 90 and all(i.answerable and i.key_points and not i.answers for i in items)
+    metrics = summarize([])
+    assert metrics["key_points"] is None
+
+
+def test_key_point_errors(tmp_path, monkeypatch):
+    with pytest.raises(DatasetError, match="no such file"):
+        load_key_point_questions(tmp_path / "missing.jsonl")
+    bad = tmp_path / "questions.jsonl"
+    bad.write_text('{"id": "q1", "question": "Q?", "key_points": "one"}\n')
+    with pytest.raises(DatasetError, match=r"questions.jsonl:1: field 'key_points' must be a non-empty list"):
+        load_key_point_questions(bad)
+    monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["eval", "answers", "--key-points", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2 and "error: --key-points: no such file" in result.stderr
+
+
+def test_evaluator_scores_key_points():
+    settings = load_settings(helper_llm_backend="none", expand_to_n=1)
+    source = passage("A match statement compares a subject value against case patterns until one fits.")
+    where = RAGPipeline(FakeRetrieval([source]), FakeLLM("Guido wrote about pattern matching in [1]."), settings)
+    result = AnswerEvaluator(where).run(PATTERNS)
+    assert result.score is not None and result.score.key_points == 0.0 and result.score.cited_answer_doc is False
+    metrics = summarize([result])
+    assert metrics["key_points"] == 0.0 and metrics["key_point_any"] == 0.0 and metrics["answer_hit"] is None

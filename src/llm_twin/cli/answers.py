@@ -19,13 +19,27 @@ if TYPE_CHECKING:
     from llm_twin.rag.answer_eval import AnswerEvalReport, QuestionResult
 
 #: Evaluation fields reported under the option that sets them.
-ANSWERS_OPTIONS = {"dataset": "--dataset", "limit": "--limit", "set": "--set", "model": "--model"}
+ANSWERS_OPTIONS = {
+    "dataset": "--dataset",
+    "key_points": "--key-points",
+    "limit": "--limit",
+    "set": "--set",
+    "model": "--model",
+}
 
 
 def eval_answers(
     dataset: Annotated[
         Path, typer.Option("--dataset", help="Directory with corpus.jsonl (ingest format) and qa.jsonl.")
     ] = SHARED_DIR / "data" / "qa" / "halueval",
+    key_points: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--key-points",
+            help="Instead of --dataset: score the share of key points each answer states, over the existing store "
+            "(the twin dev set: evaluation/twin_dev/questions.jsonl).",
+        ),
+    ] = None,
     limit: Annotated[
         Optional[int],
         typer.Option("--limit", help="Ask only N questions, answerable and unanswerable in turn (deterministic)."),
@@ -47,7 +61,14 @@ def eval_answers(
     ] = None,
 ) -> None:
     """Answer hit, refusals, hallucinations, citations, prompt tokens and time to the first token on a QA set."""
-    from llm_twin.rag.answer_eval import build_settings, load_answer_dataset, run_answer_eval, setting_overrides
+    from llm_twin.rag.answer_eval import (
+        build_settings,
+        load_answer_dataset,
+        load_key_point_questions,
+        run_answer_eval,
+        run_key_point_eval,
+        setting_overrides,
+    )
 
     if limit is not None and limit < 1:
         raise fail("--limit: must be at least 1")
@@ -59,20 +80,23 @@ def eval_answers(
         if model is not None:
             chosen["llm_model"] = model
         settings = build_settings(chosen)
-        data = load_answer_dataset(dataset)
+        # Both checked before any model loads or anything is ingested.
+        data = load_answer_dataset(dataset) if key_points is None else None
+        if key_points is not None:
+            load_key_point_questions(key_points)
         with Progress(
             TextColumn("[bold]answers"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("hit {task.fields[hit]}  refused {task.fields[refused]}"),
+            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err,
             disable=as_json,
         ) as progress:
-            task = progress.add_task("answers", total=None, hit="-", refused="-")
-            tally = {"answerable": 0, "hit": 0, "unanswerable": 0, "refused": 0}
-            if not as_json:
+            task = progress.add_task("answers", total=None, status="")
+            tally = {"answerable": 0, "hit": 0, "unanswerable": 0, "refused": 0, "points": 0.0}
+            if data is not None and not as_json:
                 err.print(f"ingesting {data.documents} documents (skipped when already there)…", highlight=False)
 
             def on_start(total: int) -> None:
@@ -85,11 +109,21 @@ def eval_answers(
                     tally[side] += 1
                     tally["hit"] += int(result.answerable and score.hit)
                     tally["refused"] += int(not result.answerable and score.refusal)
-                hit = f"{tally['hit']}/{tally['answerable']}"
-                refused = f"{tally['refused']}/{tally['unanswerable']}"
-                progress.update(task, advance=1, hit=hit, refused=refused)
+                    tally["points"] += score.key_points or 0.0
+                if data is None:
+                    status = f"key points {tally['points'] / max(1, tally['answerable']):.2f}"
+                else:
+                    status = (
+                        f"hit {tally['hit']}/{tally['answerable']}  refused {tally['refused']}/{tally['unanswerable']}"
+                    )
+                progress.update(task, advance=1, status=status)
 
-            report = run_answer_eval(settings, data, limit, overrides=chosen, on_start=on_start, on_result=on_result)
+            hooks: dict[str, Any] = {"overrides": chosen, "on_start": on_start, "on_result": on_result}
+            if data is None:
+                assert key_points is not None
+                report = run_key_point_eval(settings, key_points, limit, **hooks)
+            else:
+                report = run_answer_eval(settings, data, limit, **hooks)
     full = report.as_dict()
     if out is not None:
         json_path, md_path = (

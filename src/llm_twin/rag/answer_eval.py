@@ -17,11 +17,18 @@ Scoring choices (pure functions below, each documented where it is defined):
 - **hallucination**: HaluEval's hallucinated answers are often sentences ("Mumbai, the financial
   capital of India."), so exact containment almost never fires. We take its *key tokens*: its
   normalised words minus stop words, minus the question's words and minus the gold answer's words
-  (what the hallucination adds); an answer that is neither a refusal nor a hit and contains at least
+  (what the hallucination adds), narrowed to its names and numbers when it has any ("mumbai",
+  "india"); an answer that is neither a refusal nor a hit and contains at least
   ``HALLUCINATION_KEY_RECALL`` of them states the hallucination. Items without key tokens are not
-  scored.
+  scored. (Token F1 against the hallucinated sentence was the alternative: a 2-4 sentence answer
+  dilutes it below any useful threshold.)
 - **citations**: every ``[n]`` (also ``[1, 2]``) must name one of the returned sources; the cited
   sources' text (what the model was shown) is checked for the gold answer.
+
+Key-point mode (the twin dev set, ``evaluation/twin_dev/questions.jsonl``): the questions are asked
+over the existing store, and each answer is scored by the share of the question's key points it
+states (``states_key_point``: content-word recall, so an answer that only says *where* the author
+wrote about it states none), and whether a cited source is one of the answering documents.
 
 The store is ``<data_dir>/eval/answers-<dataset>-<corpus sha256[:12]>``: reused as long as the
 corpus file is unchanged (the ingest skips every document by content hash), and a changed corpus
@@ -69,6 +76,9 @@ _REFUSAL = re.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS))
 #: Share of a hallucinated answer's key tokens an answer must contain to state it (see the module doc).
 HALLUCINATION_KEY_RECALL = 0.5
 
+#: Share of a key point's content words an answer must contain to state it (see ``states_key_point``).
+KEY_POINT_RECALL = 0.5
+
 #: Function words left out of a hallucinated answer's key tokens: they carry no claim.
 STOPWORDS = frozenset(
     """a an the and or but if of at by for with about against between into through during before after above
@@ -81,6 +91,7 @@ STOPWORDS = frozenset(
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_WORDS = re.compile(r"[^\W_]+")
 
 
 # --- the dataset ---------------------------------------------------------------------------------
@@ -90,9 +101,13 @@ _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 class QAItem:
     id: str
     question: str
+    #: Gold answer strings; empty for a key-point question.
     answers: tuple[str, ...]
     answerable: bool
     hallucinated_answer: str | None = None
+    #: Key-point mode (the twin dev set): statements a good answer makes, and the documents holding them.
+    key_points: tuple[str, ...] = ()
+    answer_doc_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,6 +195,50 @@ def _read_qa(path: Path) -> Iterator[QAItem]:
             raise DatasetError(f"{where}: duplicate id {item_id!r}")
         seen.add(item_id)
         yield QAItem(item_id, question.strip(), tuple(answers), row["answerable"], hallucinated or None)
+
+
+def load_key_point_questions(path: Path) -> list[QAItem]:
+    """The twin dev set (``evaluation/twin_dev/questions.jsonl``): ``id``, ``question``, ``key_points``,
+    ``answer_doc_ids``; every question is answerable from the demo corpus."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"no such file: {path}", field="key_points")
+    items: list[QAItem] = []
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read: {error}", field="key_points") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{where}: invalid JSON ({error.msg} at column {error.colno})", "key_points") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: a record must be a JSON object", field="key_points")
+        for key in ("id", "question", "key_points"):
+            if key not in row:
+                raise DatasetError(f"{where}: missing field {key!r}", field="key_points")
+        points, docs = row["key_points"], row.get("answer_doc_ids") or []
+        if not isinstance(row["question"], str) or not row["question"].strip():
+            raise DatasetError(f"{where}: field 'question' must be a non-empty string", field="key_points")
+        if not isinstance(points, list) or not points or not all(isinstance(p, str) and p.strip() for p in points):
+            raise DatasetError(f"{where}: field 'key_points' must be a non-empty list of strings", field="key_points")
+        if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
+            raise DatasetError(f"{where}: field 'answer_doc_ids' must be a list of strings", field="key_points")
+        item_id = str(row["id"]).strip()
+        if item_id in seen:
+            raise DatasetError(f"{where}: duplicate id {item_id!r}", field="key_points")
+        seen.add(item_id)
+        items.append(
+            QAItem(item_id, row["question"].strip(), (), True, key_points=tuple(points), answer_doc_ids=tuple(docs))
+        )
+    if not items:
+        raise DatasetError(f"{path} holds no questions", field="key_points")
+    return items
 
 
 def balanced_sample(items: Sequence[QAItem], limit: int | None) -> list[QAItem]:
@@ -310,12 +369,52 @@ def cited_numbers(text: str) -> list[int]:
     return [int(n) for group in _CITATION.findall(text) for n in re.split(r"\s*[,;]\s*", group)]
 
 
+def _stem(token: str) -> str:
+    """A crude suffix strip, the same on both sides: "matches", "matched", "matching" -> "match"."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            return token[: -len(suffix)]
+    return token
+
+
+def content_tokens(text: str, leave_out: str = "") -> set[str]:
+    """Stemmed words of ``text`` that carry content: no stop words, none of ``leave_out``'s words."""
+    known = {_stem(t) for t in normalize_answer(leave_out).split()}
+    return {s for t in normalize_answer(text).split() if t not in STOPWORDS and (s := _stem(t)) not in known}
+
+
+def states_key_point(answer: str, point: str, question: str) -> bool:
+    """The answer holds at least ``KEY_POINT_RECALL`` of the key point's content words, leaving out the
+    question's words: an answer that restates the question and says where the author wrote about it
+    ("Guido wrote about pattern matching in PEP 634 [4]") states none of the points.
+
+    Token recall rather than embedding similarity: a sentence on the same topic is close to every key
+    point in embedding space, which is exactly the "where, not what" answer this must not reward.
+    """
+    keys = content_tokens(point, question)
+    if not keys:
+        return False
+    words = content_tokens(strip_citations(answer))
+    return len(keys & words) / len(keys) >= KEY_POINT_RECALL
+
+
 def hallucination_key_tokens(hallucinated: str, question: str, answers: Iterable[str]) -> set[str]:
-    """What a hallucinated answer claims beyond the question and the gold answer (see the module doc)."""
+    """What a hallucinated answer claims beyond the question and the gold answer (see the module doc).
+
+    Its words minus stop words, the question's and the gold answer's; of those, the names and numbers
+    (capitalised or starting with a digit) when there are any: in "1996, a decade earlier" the claim
+    is 1996, and an answer that says "1996" should not escape because it skips the embellishment.
+    """
     known = set(normalize_answer(question).split())
     for answer in answers:
         known |= set(normalize_answer(answer).split())
-    return {t for t in normalize_answer(hallucinated).split() if t not in STOPWORDS and t not in known}
+    keys = {t for t in normalize_answer(hallucinated).split() if t not in STOPWORDS and t not in known}
+    names = {
+        w.lower()
+        for w in _WORDS.findall(unicodedata.normalize("NFKC", hallucinated))
+        if w[0].isupper() or w[0].isdigit()
+    }
+    return (keys & names) or keys
 
 
 def states_hallucination(text: str, key_tokens: set[str]) -> bool:
@@ -338,12 +437,19 @@ class AnswerScore:
     citations_valid: bool
     #: Some cited source's text holds a gold answer; None without a valid citation.
     cited_source_has_gold: bool | None
+    #: Key-point mode: the share of the key points the answer states (0 for a refusal).
+    key_points: float | None = None
+    #: Key-point mode: a cited source is one of the documents that answer the question.
+    cited_answer_doc: bool | None = None
 
 
-def score_answer(item: QAItem, text: str, sources: Sequence[str], no_evidence: bool) -> AnswerScore:
-    """Score one answer; ``sources`` are the texts of the returned sources, ``sources[0]`` is [1]."""
+def score_answer(
+    item: QAItem, text: str, sources: Sequence[str], no_evidence: bool, source_documents: Sequence[str] = ()
+) -> AnswerScore:
+    """Score one answer; ``sources`` are the texts of the returned sources, ``sources[0]`` is [1], and
+    ``source_documents`` their document ids (key-point mode)."""
     refusal = is_refusal(text, no_evidence)
-    hit = not refusal and contains_answer(text, item.answers)
+    hit = not refusal and bool(item.answers) and contains_answer(text, item.answers)
     hallucination: bool | None = None
     if item.hallucinated_answer:
         keys = hallucination_key_tokens(item.hallucinated_answer, item.question, item.answers)
@@ -352,9 +458,16 @@ def score_answer(item: QAItem, text: str, sources: Sequence[str], no_evidence: b
     citations = cited_numbers(text)
     valid = all(1 <= n <= len(sources) for n in citations)
     cited_gold: bool | None = None
-    if citations and valid:
+    if citations and valid and item.answers:
         cited_gold = any(contains_answer(sources[n - 1], item.answers) for n in set(citations))
-    return AnswerScore(refusal, no_evidence, hit, hallucination, citations, valid, cited_gold)
+    key_points: float | None = None
+    cited_doc: bool | None = None
+    if item.key_points:
+        stated = 0 if refusal else sum(states_key_point(text, p, item.question) for p in item.key_points)
+        key_points = stated / len(item.key_points)
+        if citations and valid and item.answer_doc_ids and len(source_documents) == len(sources):
+            cited_doc = any(source_documents[n - 1] in item.answer_doc_ids for n in set(citations))
+    return AnswerScore(refusal, no_evidence, hit, hallucination, citations, valid, cited_gold, key_points, cited_doc)
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -431,7 +544,7 @@ class AnswerEvaluator:
             answerable=item.answerable,
             answers=list(item.answers),
             answer=answer.answer,
-            score=score_answer(item, answer.answer, sources, no_evidence),
+            score=score_answer(item, answer.answer, sources, no_evidence, [c.document_id for c in answer.sources]),
             sources=len(answer.sources),
             prompt_tokens=None if no_evidence else answer.prompt_tokens,
             completion_tokens=None if no_evidence else answer.completion_tokens,
@@ -486,6 +599,7 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
     """The headline metrics (shares in 0..1, None where nothing was there to measure)."""
     scored = [r for r in results if r.score is not None]
     answerable = [r for r in scored if r.answerable]
+    with_gold = [r for r in answerable if r.answers]
     unanswerable = [r for r in scored if not r.answerable]
 
     def count(rows: Iterable[QuestionResult], test: Callable[[AnswerScore], bool | None]) -> int:
@@ -498,12 +612,14 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
         r for r in cited if r.answerable and r.score is not None and r.score.cited_source_has_gold is not None
     ]
     generated = [r for r in scored if r.score is not None and not r.score.no_evidence]
+    key_points = [r.score.key_points for r in scored if r.score is not None and r.score.key_points is not None]
+    doc_checked = [r for r in cited if r.score is not None and r.score.cited_answer_doc is not None]
     return {
         "questions": len(results),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
         "errors": len(results) - len(scored),
-        "answer_hit": _share(count(answerable, lambda s: s.hit), len(answerable)),
+        "answer_hit": _share(count(with_gold, lambda s: s.hit), len(with_gold)),
         "refusal_unanswerable": _share(count(unanswerable, lambda s: s.refusal), len(unanswerable)),
         "false_refusal": _share(count(answerable, lambda s: s.refusal), len(answerable)),
         "no_evidence_refusals": _share(count(scored, lambda s: s.no_evidence), len(scored)),
@@ -516,6 +632,9 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "cited": _share(len(cited), len(answered)),
         "citation_valid": _share(count(cited, lambda s: s.citations_valid), len(cited)),
         "cited_source_has_gold": _share(count(gold_checked, lambda s: s.cited_source_has_gold), len(gold_checked)),
+        "key_points": round(statistics.fmean(key_points), 4) if key_points else None,
+        "key_point_any": _share(sum(1 for k in key_points if k > 0), len(key_points)),
+        "cited_answer_doc": _share(count(doc_checked, lambda s: s.cited_answer_doc), len(doc_checked)),
         "llm_calls": len(generated),
         "prompt_tokens": _distribution([r.prompt_tokens for r in generated if r.prompt_tokens is not None]),
         "ttft_ms": _distribution([r.ttft_ms for r in scored if r.ttft_ms is not None]),
@@ -561,6 +680,9 @@ TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("answers with a citation", "cited", "share"),
     ("citation validity (every [n] a source)", "citation_valid", "share"),
     ("cited source holds the gold answer", "cited_source_has_gold", "share"),
+    ("key points stated (mean share)", "key_points", "share"),
+    ("answers stating ≥ 1 key point", "key_point_any", "share"),
+    ("a cited source answers the question", "cited_answer_doc", "share"),
     ("prompt tokens p50 / p90", "prompt_tokens", "tokens"),
     ("time to first token p50 / p90", "ttft_ms", "seconds"),
     ("total per question p50 / p90", "total_ms", "seconds"),
@@ -593,7 +715,10 @@ def comparison_markdown(columns: Sequence[tuple[str, AnswerEvalReport]]) -> str:
         "|---|" + "---:|" * len(columns),
     ]
     for label, key, kind in TABLE_ROWS:
-        lines.append(f"| {label} | " + " | ".join(_cell(r.metrics, key, kind) for _, r in columns) + " |")
+        cells = [_cell(r.metrics, key, kind) for _, r in columns]
+        if kind == "share" and all(c == "–" for c in cells):
+            continue  # not measured by this kind of dataset (key points on HaluEval, answer hit on the dev set)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -629,6 +754,36 @@ def build_pipeline(local: Settings) -> RAGPipeline:
         pipeline.close()
         raise
     return pipeline
+
+
+def run_key_point_eval(
+    settings: Settings,
+    questions_path: Path,
+    limit: int | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[QuestionResult], None] | None = None,
+) -> AnswerEvalReport:
+    """Key-point mode: the twin dev set asked over the existing store (``settings``' data dir, as served)."""
+    started = time.perf_counter()
+    items = balanced_sample(load_key_point_questions(questions_path), limit)
+    pipeline = build_pipeline(settings)
+    try:
+        if on_start is not None:
+            on_start(len(items))
+        results = AnswerEvaluator(pipeline).evaluate(items, on_result)
+    finally:
+        pipeline.close()
+    return AnswerEvalReport(
+        dataset=Path(questions_path).resolve().parent.name,
+        model=settings.llm_model,
+        overrides=dict(overrides or {}),
+        metrics=summarize(results),
+        results=results,
+        ingest={"store": str(settings.data_dir)},
+        seconds=time.perf_counter() - started,
+    )
 
 
 def run_answer_eval(
