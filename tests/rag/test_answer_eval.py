@@ -79,6 +79,11 @@ def test_token_f1():
         "The answer is not mentioned in the context blocks.",
         "There is no information about the head office in the context.",
         "This cannot be determined from the writing.",
+        "I'm sorry, but I don't have information about Milhouse's name.",
+        "Based on the provided context, there is no mention of the head office.",
+        "None of the context blocks mention the year.",
+        "It is not possible to determine which magazine was started first.",
+        "I do not know from the available writing.",
         NO_SOURCES_ANSWER.format(by=""),
         NO_SOURCES_ANSWER.format(by=" by HotpotQA"),
     ],
@@ -95,6 +100,8 @@ def test_refusals_are_recognised(text):
         "The album does not contain ballads [2].",
         "No, they are not from the same country [1].",
         "He said that he did not know the answer at the time [1].",  # reported speech, not the model
+        "The wreck could not be found until 1985 [1].",
+        "There is no evidence that they met [2].",
     ],
 )
 def test_answers_are_not_refusals(text):

@@ -67,7 +67,13 @@ REFUSAL_PATTERNS: tuple[str, ...] = (
     r"\b(?:no|not enough|insufficient) information (?:about|on|regarding|in|to|is|was)\b",
     rf"\b{_SOURCE} (?:is|are) (?:silent|insufficient)\b",
     r"\bi (?:do not|don't|cannot|can't|could not|couldn't) (?:know|find|tell|say|answer|determine)\b",
-    r"\b(?:cannot|can't|could not|couldn't|unable to) (?:be )?(?:answer|determin|find|found|tell|told|say|said)\w*",
+    r"\bi (?:do not|don't) have (?:any |enough |the )?(?:information|details|data)\b",
+    r"\b(?:i am|i'm) (?:unable|not able) to\b",
+    # Not "could not be found": that is a content sentence ("the wreck could not be found until 1985").
+    r"\b(?:cannot|can't|could not|couldn't|unable to) (?:be )?(?:answer|determin|tell|say|said)\w*",
+    r"\b(?:is|it's) not possible to (?:answer|determine|tell|say)\b",
+    rf"\bnot clear from (?:the |this )?{_SOURCE}",
+    rf"\bnone of the {_SOURCE}",
     r"\bno (?:mention|answer|relevant information) (?:of|to|in|about)\b",
     r"\b(?:does|do) not (?:know|say) from the\b",
 )
