@@ -106,6 +106,16 @@ def verdict(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stage_means(report: AnswerEvalReport) -> str:
+    """Mean seconds per question of the stages that take the time (query expansion is the helper LLM)."""
+    parts = []
+    for stage in ("expansion", "retrieval", "generation"):
+        values = [r.stages_ms.get(stage, 0.0) for r in report.results if r.error is None]
+        if values:
+            parts.append(f"{stage} {sum(values) / len(values) / 1000:.1f}")
+    return ", ".join(parts)
+
+
 def markdown(report: dict[str, Any], old: AnswerEvalReport, new: AnswerEvalReport) -> str:
     env = report["environment"]
     old_settings = ", ".join(f"`{k}={v}`" for k, v in OLD_DEFAULTS.items())
@@ -125,6 +135,8 @@ def markdown(report: dict[str, Any], old: AnswerEvalReport, new: AnswerEvalRepor
             f"Load average (1 min) start / after old / after new: {env['load_average_1m']['start']} / "
             f"{env['load_average_1m']['after_old']} / {env['load_average_1m']['after_new']} on {env['cpus']} CPUs. "
             f"Wall time {report['seconds']:.0f} s.",
+            f"Stage means per question (s; retrieval includes the query expansion by the helper LLM, generation "
+            f"is 0 when the answer needed no LLM call): old: {stage_means(old)}; new: {stage_means(new)}.",
             "",
             "Scoring (`src/llm_twin/rag/answer_eval.py`): answer hit = a gold answer in the answer as whole words after "
             "SQuAD normalisation, citation marks removed, refusals excluded; refusal = the pipeline answered without "
