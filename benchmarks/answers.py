@@ -29,10 +29,12 @@ from typing import Any
 from llm_twin.llm.llama_cpp import clear_llama_cache
 from llm_twin.rag.answer_eval import (
     AnswerEvalReport,
+    QuestionResult,
     build_settings,
     comparison_markdown,
     load_answer_dataset,
     run_answer_eval,
+    summarize,
 )
 from llm_twin.settings import SHARED_DIR, Settings
 
@@ -128,25 +130,50 @@ def markdown(report: dict[str, Any], old: AnswerEvalReport, new: AnswerEvalRepor
             "",
             comparison_markdown([("old defaults", old), ("new defaults", new)]).rstrip(),
             "",
+            *([report["note"], ""] if report.get("note") else []),
             "Targets for the new defaults (issue 14):",
             *verdict(old.metrics, new.metrics),
             "",
             f"Old defaults: {old_settings} (today's prompt). New defaults: the settings as shipped.",
             f"Load average (1 min) start / after old / after new: {env['load_average_1m']['start']} / "
             f"{env['load_average_1m']['after_old']} / {env['load_average_1m']['after_new']} on {env['cpus']} CPUs. "
-            f"Wall time {report['seconds']:.0f} s.",
+            f"Wall time {report['seconds']:.0f} s."
+            + (
+                f" Metrics summarised again from the same answers on {report['rescored']}."
+                if "rescored" in report
+                else ""
+            ),
             f"Stage means per question (s; retrieval includes the query expansion by the helper LLM, generation "
             f"is 0 when the answer needed no LLM call): old: {stage_means(old)}; new: {stage_means(new)}.",
             "",
             "Scoring (`src/llm_twin/rag/answer_eval.py`): answer hit = a gold answer in the answer as whole words after "
             "SQuAD normalisation, citation marks removed, refusals excluded; refusal = the pipeline answered without "
             "sources (evidence below the floor, no LLM call) or the model said the writing does not hold the answer; "
-            "hallucination = not a refusal, not a hit, and at least half of the words HaluEval's hallucinated answer adds "
-            "to the question and the gold answer; citation validity = every [n] names a returned source. Times are "
+            "invented answer = a withheld question answered with neither a refusal nor the gold answer; HaluEval's "
+            "hallucinated answer stated = not a refusal, not a hit, and at least half of the names and numbers it adds to "
+            "the question and the gold answer (a lower bound: the model invents other answers than HaluEval's); "
+            "citation validity = every [n] names a returned source. Times are "
             "measured on the streamed answer (time to first token: what a person waits for).",
             "",
         ]
     )
+
+
+def saved_report(data: dict[str, Any]) -> AnswerEvalReport:
+    """A configuration's report from the JSON, summarised again by today's ``summarize``."""
+    results = [QuestionResult.from_dict(r) for r in data["results"]]
+    return AnswerEvalReport(
+        data["dataset"], data["model"], data["overrides"], summarize(results), results, data["ingest"], data["seconds"]
+    )
+
+
+def write(report: dict[str, Any], old: AnswerEvalReport, new: AnswerEvalReport, out: Path) -> None:
+    report["configurations"] = {"old": old.as_dict(), "new": new.as_dict()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    text = markdown(report, old, new)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +184,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=RESULTS / "answers.json", help="JSON file; the .md goes next to it."
     )
+    parser.add_argument("--note", default=None, help="A sentence for the report (e.g. why the limit is smaller).")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="No model runs: summarise the answers saved in --out again (after a change of the metrics).",
+    )
     args = parser.parse_args(argv)
+    if args.rescore:
+        report = json.loads(args.out.read_text(encoding="utf-8"))
+        report["rescored"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if args.note is not None:
+            report["note"] = args.note
+        configurations = report["configurations"]
+        write(report, saved_report(configurations["old"]), saved_report(configurations["new"]), args.out)
+        return 0
     if args.limit < 2:
         parser.error("--limit must be at least 2 (one answerable, one withheld)")
     if not (args.dataset / "qa.jsonl").is_file():
@@ -184,13 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "common": COMMON,
         "old_defaults": OLD_DEFAULTS,
-        "configurations": {"old": old.as_dict(), "new": new.as_dict()},
+        "note": args.note,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    text = markdown(report, old, new)
-    args.out.with_suffix(".md").write_text(text, encoding="utf-8")
-    sys.stdout.write(text)
+    write(report, old, new, args.out)
     return 0
 
 

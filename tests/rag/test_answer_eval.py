@@ -17,6 +17,7 @@ from llm_twin.errors import InvalidInputError
 from llm_twin.rag.answer_eval import (
     AnswerEvaluator,
     QAItem,
+    QuestionResult,
     balanced_sample,
     build_settings,
     cited_numbers,
@@ -287,6 +288,11 @@ def test_evaluator_streams_and_scores_generated_and_pipeline_refusals():
     refused = AnswerEvaluator(empty).run(OBEROI)
     assert refused.score is not None and refused.score.no_evidence and refused.score.refusal
     assert refused.prompt_tokens is None and not llm.calls
+
+    withheld = AnswerEvaluator(grounded).run(QAItem("q9", "Where is it?", ("Paris",), False))
+    assert withheld.score is not None and not withheld.score.refusal and not withheld.score.hit
+    assert summarize([withheld])["invented_unanswerable"] == 1.0
+    assert QuestionResult.from_dict(withheld.as_dict()) == withheld  # a saved report can be summarised again
 
     metrics = summarize([result, refused])
     assert metrics["answer_hit"] == 0.5 and metrics["false_refusal"] == 0.5

@@ -14,6 +14,8 @@ Scoring choices (pure functions below, each documented where it is defined):
 - **refusal**: the pipeline's own refusal (it answered without sources: the evidence was below
   ``evidence_floor`` or nothing was retrieved, and the LLM was not called), or a model answer that
   says the writing / context does not hold the answer (``REFUSAL_PATTERNS``).
+- **invented answer**: a withheld question answered with neither a refusal nor the gold answer: the
+  failure the refusal targets are about.
 - **hallucination**: HaluEval's hallucinated answers are often sentences ("Mumbai, the financial
   capital of India."), so exact containment almost never fires. We take its *key tokens*: its
   normalised words minus stop words, minus the question's words and minus the gold answer's words
@@ -44,7 +46,7 @@ import statistics
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -506,6 +508,15 @@ class QuestionResult:
         data.update(data.pop("score") or {})
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuestionResult:
+        """The inverse of ``as_dict``: a saved report can be summarised again under new rules."""
+        names = {f.name for f in fields(cls)} - {"score"}
+        score = None
+        if data.get("error") is None and "refusal" in data:
+            score = AnswerScore(**{f.name: data[f.name] for f in fields(AnswerScore) if f.name in data})
+        return cls(**{k: v for k, v in data.items() if k in names}, score=score)
+
 
 class AnswerEvaluator:
     """Haystack-style component: ``run(item)`` asks one question through the streamed pipeline and scores it.
@@ -627,6 +638,10 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "errors": len(results) - len(scored),
         "answer_hit": _share(count(with_gold, lambda s: s.hit), len(with_gold)),
         "refusal_unanswerable": _share(count(unanswerable, lambda s: s.refusal), len(unanswerable)),
+        # What the issue calls inventing: a withheld passage, and an answer all the same (not the gold
+        # one, which the model may know anyway). HaluEval's own hallucinated answer is one invention of
+        # many, so "hallucination" below is a lower bound of this.
+        "invented_unanswerable": _share(count(unanswerable, lambda s: not s.refusal and not s.hit), len(unanswerable)),
         "false_refusal": _share(count(answerable, lambda s: s.refusal), len(answerable)),
         "no_evidence_refusals": _share(count(scored, lambda s: s.no_evidence), len(scored)),
         "hallucination": _share(count(hallucination_scored, lambda s: s.hallucination), len(hallucination_scored)),
@@ -682,7 +697,8 @@ TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("refusal on withheld", "refusal_unanswerable", "share"),
     ("false refusal (answerable)", "false_refusal", "share"),
     ("answered without the LLM (no evidence)", "no_evidence_refusals", "share"),
-    ("hallucination (HaluEval answer stated)", "hallucination", "share"),
+    ("invented answer on withheld (neither refused nor gold)", "invented_unanswerable", "share"),
+    ("HaluEval's hallucinated answer stated", "hallucination", "share"),
     ("answers with a citation", "cited", "share"),
     ("citation validity (every [n] a source)", "citation_valid", "share"),
     ("cited source holds the gold answer", "cited_source_has_gold", "share"),
