@@ -63,6 +63,7 @@ bench: install install-models
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/retrieval.py
 	$(BIN)/python benchmarks/rag.py
+	$(BIN)/python benchmarks/answers.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
