@@ -75,3 +75,29 @@ def test_no_chunks_no_evidence(selector) -> None:
     selected = selector.run("anything", [])
     assert selected.chunks == [] and selected.evidence == 0.0
     assert estimate_tokens(0) == 1
+
+
+def test_budget_is_counted_with_the_models_tokenizer_when_given() -> None:
+    counted: list[str] = []
+
+    def characters(text: str) -> int:  # a stand-in tokenizer: one token per character
+        counted.append(text)
+        return len(text)
+
+    chunks = [
+        _chunk(
+            1,
+            "Structural pattern matching adds a match statement. Each case clause holds a pattern. "
+            "A guard adds a condition to a case clause.",
+        )
+    ]
+    question = "How does pattern matching with the match statement work?"
+    by_words = ExtractiveContextSelector(OnnxSentenceEmbedder(), budget_tokens=60, relative_floor=0.0)
+    by_model = ExtractiveContextSelector(
+        OnnxSentenceEmbedder(), budget_tokens=60, relative_floor=0.0, count_tokens=characters
+    )
+    words = by_words.run(question, chunks)
+    model = by_model.run(question, chunks)
+    assert counted, "the model's counter decides what fits"
+    assert model.tokens <= 60 and model.tokens == sum(len(t) for t in model.chunks[0].content.split(" … "))
+    assert len(model.chunks[0].content) < len(words.chunks[0].content)

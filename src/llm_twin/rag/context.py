@@ -14,6 +14,7 @@ question, the writing does not answer it, and the pipeline says so without calli
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ class SelectedContext:
     chunks: list[EmbeddedChunk]
     #: Best sentence-to-question cosine over all chunks (0 when there were none).
     evidence: float
-    #: Estimated tokens of the kept text, and of the chunks as retrieved.
+    #: Tokens of the kept text and of the chunks as retrieved (the model's count when given, else estimated).
     tokens: int
     tokens_before: int
 
@@ -60,7 +61,9 @@ class ExtractiveContextSelector:
     Sentences are chosen by score alone, best first, so the budget holds what bears most on the
     question wherever it is; one scoring below ``relative_floor`` times the best is left out even
     when there is room (unrelated text costs prompt time and invites the model to use it). A
-    sentence longer than ``max_sentence_words`` keeps its start.
+    sentence longer than ``max_sentence_words`` keeps its start. ``count_tokens``: the generation
+    model's tokenizer, so the budget is in the tokens the model reads (PEP text with code and
+    punctuation costs about twice the word-based estimate used without it).
     """
 
     def __init__(
@@ -69,11 +72,13 @@ class ExtractiveContextSelector:
         budget_tokens: int = 320,
         relative_floor: float = 0.3,
         max_sentence_words: int = 80,
+        count_tokens: Callable[[str], int] | None = None,
     ) -> None:
         self.embedder = embedder
         self.budget_tokens = budget_tokens
         self.relative_floor = relative_floor
         self.max_sentence_words = max_sentence_words
+        self.count_tokens = count_tokens
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
@@ -86,7 +91,7 @@ class ExtractiveContextSelector:
                 if len(words) > self.max_sentence_words:  # a long run-on (a table, code): its start
                     text = " ".join(text.split()[: self.max_sentence_words]) + " …"
                 sentences.append(Sentence(index, position, text, min(len(words), self.max_sentence_words)))
-        before = sum(estimate_tokens(len(_WORD.findall(c.content))) for c in chunks)
+        before = sum(self._cost(c.content, len(_WORD.findall(c.content))) for c in chunks)
         if not sentences:
             return SelectedContext(chunks=[], evidence=0.0, tokens=0, tokens_before=before)
         vectors = self.embedder.embed([question] + [s.text for s in sentences])
@@ -97,7 +102,7 @@ class ExtractiveContextSelector:
         for i in np.argsort(-scores, kind="stable"):
             if scores[i] < cutoff:
                 break
-            cost = estimate_tokens(sentences[i].words)
+            cost = self._cost(sentences[i].text, sentences[i].words)
             if spent + cost > self.budget_tokens and keep:
                 continue  # a shorter, lower-scored sentence may still fit
             keep.add(int(i))
@@ -112,3 +117,6 @@ class ExtractiveContextSelector:
             metadata = {**chunk.metadata, "passage_score": round(best, 4), "passage_of_chars": len(chunk.content)}
             out.append(chunk.model_copy(update={"content": text, "metadata": metadata}))
         return SelectedContext(chunks=out, evidence=float(scores.max()), tokens=spent, tokens_before=before)
+
+    def _cost(self, text: str, words: int) -> int:
+        return self.count_tokens(text) if self.count_tokens is not None else estimate_tokens(words)

@@ -119,7 +119,9 @@ class RAGPipeline:
         llm = build_llm(settings)
         retrieval = RetrievalPipeline(settings, helper_llm=build_helper_llm(settings))
         selector = (
-            ExtractiveContextSelector(retrieval.embedder, budget_tokens=settings.context_budget_tokens)
+            ExtractiveContextSelector(
+                retrieval.embedder, budget_tokens=settings.context_budget_tokens, count_tokens=llm.count_tokens
+            )
             if settings.context_selection == "sentences"
             else None
         )
