@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llm_twin.errors import InvalidInputError, LLMError
 from llm_twin.ingest.reader import BadLine, read_jsonl
 from llm_twin.rag.answer import DoneEvent, RAGAnswer, RAGEvent, TokenEvent
-from llm_twin.retrieval.evaluation import DatasetError, eval_settings
+from llm_twin.retrieval.evaluation import DatasetError, eval_settings, json_lines
 from llm_twin.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -165,18 +165,7 @@ def load_answer_dataset(directory: Path) -> AnswerDataset:
 
 def _read_qa(path: Path) -> Iterator[QAItem]:
     seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: cannot read: {error}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
+    for where, _, row in json_lines(path):
         if not isinstance(row, dict):
             raise DatasetError(f"{where}: a record must be a JSON object")
         for key in ("id", "question", "answers", "answerable"):

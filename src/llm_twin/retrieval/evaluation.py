@@ -37,6 +37,24 @@ class DatasetError(InvalidInputError):
         super().__init__(field, message)
 
 
+def json_lines(path: Path, field: str = "dataset") -> Iterator[tuple[str, int, object]]:
+    """``(where, line number, value)`` for each non-blank line of a JSONL file; a ``DatasetError``
+    naming the file (and line) when it cannot be read or a line is not JSON."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read: {error}", field) from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{where}: invalid JSON ({error.msg} at column {error.colno})", field) from None
+        yield where, number, value
+
+
 class SplitNotFoundError(DatasetError):
     """The dataset is there but has no qrels for the asked split."""
 

@@ -38,7 +38,7 @@ from typing import Any
 from llm_twin.domain.authors import Author, author_id
 from llm_twin.domain.documents import CONTENT_TYPES, EmbeddedChunk
 from llm_twin.domain.limits import check_request
-from llm_twin.retrieval.evaluation import DatasetError
+from llm_twin.retrieval.evaluation import DatasetError, json_lines
 from llm_twin.retrieval.pipeline import RetrievalPipeline
 from llm_twin.settings import Settings
 from llm_twin.store.registry import AuthorRegistry
@@ -147,20 +147,7 @@ def load_questions(path: Path, limit: int | None = None) -> list[TwinQuestion]:
         raise DatasetError(f"no such file: {path}", QUESTIONS_FIELD)
     questions: list[TwinQuestion] = []
     seen: dict[str, int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: cannot read ({error})", QUESTIONS_FIELD) from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DatasetError(
-                f"{where}: invalid JSON ({error.msg} at column {error.colno})", QUESTIONS_FIELD
-            ) from None
+    for where, number, row in json_lines(path, QUESTIONS_FIELD):
         question = parse_question(row, where, number)
         if question.id in seen:
             raise DatasetError(f"{where}: id {question.id!r} already used on line {seen[question.id]}", QUESTIONS_FIELD)
