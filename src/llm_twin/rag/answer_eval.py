@@ -767,6 +767,22 @@ def build_pipeline(local: Settings) -> RAGPipeline:
     return pipeline
 
 
+def _ask_all(
+    settings: Settings,
+    items: Sequence[QAItem],
+    on_start: Callable[[int], None] | None,
+    on_result: Callable[[QuestionResult], None] | None,
+) -> list[QuestionResult]:
+    """Every item through one pipeline over ``settings``' store, closed afterwards."""
+    pipeline = build_pipeline(settings)
+    try:
+        if on_start is not None:
+            on_start(len(items))
+        return AnswerEvaluator(pipeline).evaluate(items, on_result)
+    finally:
+        pipeline.close()
+
+
 def run_key_point_eval(
     settings: Settings,
     questions_path: Path,
@@ -779,13 +795,7 @@ def run_key_point_eval(
     """Key-point mode: the twin dev set asked over the existing store (``settings``' data dir, as served)."""
     started = time.perf_counter()
     items = balanced_sample(load_key_point_questions(questions_path), limit)
-    pipeline = build_pipeline(settings)
-    try:
-        if on_start is not None:
-            on_start(len(items))
-        results = AnswerEvaluator(pipeline).evaluate(items, on_result)
-    finally:
-        pipeline.close()
+    results = _ask_all(settings, items, on_start, on_result)
     return AnswerEvalReport(
         dataset=Path(questions_path).resolve().parent.name,
         model=settings.llm_model,
@@ -811,13 +821,7 @@ def run_answer_eval(
     items = balanced_sample(dataset.items, limit)
     local = dataset_settings(settings, dataset)
     ingest = ensure_ingested(local, dataset)
-    pipeline = build_pipeline(local)
-    try:
-        if on_start is not None:
-            on_start(len(items))
-        results = AnswerEvaluator(pipeline).evaluate(items, on_result)
-    finally:
-        pipeline.close()
+    results = _ask_all(local, items, on_start, on_result)
     return AnswerEvalReport(
         dataset=dataset.name,
         model=settings.llm_model,
