@@ -40,7 +40,6 @@ gets a fresh store instead of keeping the documents it no longer has.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import statistics
 import time
@@ -202,18 +201,7 @@ def load_key_point_questions(path: Path) -> list[QAItem]:
         raise DatasetError(f"no such file: {path}", field="key_points")
     items: list[QAItem] = []
     seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: cannot read: {error}", field="key_points") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{where}: invalid JSON ({error.msg} at column {error.colno})", "key_points") from None
+    for where, _, row in json_lines(path, "key_points"):
         if not isinstance(row, dict):
             raise DatasetError(f"{where}: a record must be a JSON object", field="key_points")
         for key in ("id", "question", "key_points"):
