@@ -22,6 +22,8 @@ class LLMTwinError(RuntimeError):
     #: Shown to API clients instead of the exception text; ``None``: the text itself is safe.
     public_message: ClassVar[str | None] = "internal server error"
     exit_code: ClassVar[int] = EXIT_FAILED
+    #: The request field at fault, when one is (reported with the error).
+    field: str | None = None
 
     @property
     def safe_message(self) -> str:
@@ -35,11 +37,25 @@ class InvalidInputError(LLMTwinError, ValueError):
     code = "invalid_input"
     public_message = None
     exit_code = EXIT_USAGE
+    field: str
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class NotFoundError(LLMTwinError, LookupError):
+    """What the request names does not exist; ``field`` names where it was named."""
+
+    http_status = 404
+    code = "not_found"
+    public_message = None
+    exit_code = EXIT_USAGE
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ConfigError(LLMTwinError, ValueError):

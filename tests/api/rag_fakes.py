@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from llm_twin.domain.authors import Author
+from llm_twin.domain.conversation import Turn
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
@@ -49,10 +50,19 @@ class FakeRetrieval:
         if self.warm_error is not None:
             raise self.warm_error
 
+    def authors(self) -> list[Author]:
+        return [GUIDO]
+
     def run(
-        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        *,
+        history: Sequence[Turn] = (),
     ) -> RetrievalResult:
-        self.calls.append({"query": query, "k": k, "expand_to_n": expand_to_n, "author": author})
+        self.calls.append({"query": query, "k": k, "expand_to_n": expand_to_n, "author": author, "history": history})
         if self.error is not None:
             raise self.error
         match = AuthorMatch(author=GUIDO if author else None, reason="explicit" if author else "none")

@@ -88,6 +88,7 @@ def test_rag_json_response_shape(client: TestClient, fake_retrieval: FakeRetriev
         "k": 2,
         "expand_to_n": None,
         "author": "Guido van Rossum",
+        "history": [],
     }
 
 

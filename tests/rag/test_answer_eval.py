@@ -247,7 +247,7 @@ class FakeRetrieval:
     def warm_up(self) -> None:
         return None
 
-    def run(self, query, k=None, expand_to_n=None, author=None) -> RetrievalResult:
+    def run(self, query, k=None, expand_to_n=None, author=None, *, history=()) -> RetrievalResult:
         return RetrievalResult(
             query=query,
             author=AuthorMatch(author=None, reason="test"),

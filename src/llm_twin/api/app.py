@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_twin import __version__
 from llm_twin.api.errors import install_error_handlers
-from llm_twin.api.routes import health, rag
+from llm_twin.api.routes import health, openai, rag
 from llm_twin.api.service import ServiceState
 from llm_twin.observability import configure_tracing, set_attributes, trace_span
 from llm_twin.rag.pipeline import RAGPipeline
@@ -81,6 +81,7 @@ def create_app(
     app.add_middleware(TracingMiddleware)
     app.include_router(health.router)
     app.include_router(rag.router)
+    app.include_router(openai.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -1,4 +1,7 @@
-"""Every error the API returns has one shape: ``{"error": {"code", "message"[, "field"]}}``.
+"""Every error the API returns has one shape: ``{"error": {"code", "message"[, "field"]}}``, except
+under ``/v1``, where OpenAI clients expect ``{"error": {"message", "type", "param", "code"}}`` and a 400
+for any invalid input (their SDKs raise ``BadRequestError`` for it). Both are rendered here, from
+the same ``describe_error``.
 
 Messages are fixed per error kind (or, for invalid input, written for users): exception text and
 stack traces go to the server log only.
@@ -13,8 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llm_twin.api.openai_schemas import OpenAIErrorDetail, OpenAIErrorResponse
 from llm_twin.api.schemas import ErrorDetail, ErrorResponse
-from llm_twin.errors import InvalidInputError, LLMTwinError, UnavailableError
+from llm_twin.errors import LLMTwinError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +50,7 @@ _HTTP_CODES = {
 def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
     """HTTP status and safe body for an exception (also used for SSE ``error`` events)."""
     if isinstance(error, LLMTwinError):
-        field = error.field if isinstance(error, InvalidInputError) else None
-        return error.http_status, ErrorDetail(code=error.code, message=error.safe_message, field=field)
+        return error.http_status, ErrorDetail(code=error.code, message=error.safe_message, field=error.field)
     if isinstance(error, TimeoutError):
         return 504, ErrorDetail(code="timeout", message="the request timed out")
     return 500, ErrorDetail(code="internal_error", message="internal server error")
@@ -56,6 +59,41 @@ def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
 def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=detail).model_dump(exclude_none=True)
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+# --- the OpenAI-compatible API ---------------------------------------------------------------------
+
+OPENAI_PREFIX = "/v1"
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def is_openai_path(path: str) -> bool:
+    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+
+
+def openai_error(status: int, detail: ErrorDetail) -> tuple[int, OpenAIErrorResponse]:
+    """The OpenAI status and body for an error: invalid input is a 400 there (422 elsewhere)."""
+    if status == 422:
+        status = 400
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return status, OpenAIErrorResponse(
+        error=OpenAIErrorDetail(message=detail.message, type=kind, param=detail.field, code=detail.code)
+    )
+
+
+def respond(request: Request, status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error response in the shape the request's API uses."""
+    if is_openai_path(request.url.path):
+        status, body = openai_error(status, detail)
+        return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
+    return error_response(status, detail, headers)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -87,14 +125,14 @@ def validation_detail(error: RequestValidationError) -> ErrorDetail:
 
 async def _validation_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    return error_response(422, validation_detail(error))
+    return respond(request, 422, validation_detail(error))
 
 
 async def _http_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     code = _HTTP_CODES.get(error.status_code, "http_error")
     message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
-    return error_response(error.status_code, ErrorDetail(code=code, message=message), getattr(error, "headers", None))
+    return respond(request, error.status_code, ErrorDetail(code=code, message=message), getattr(error, "headers", None))
 
 
 async def _known_handler(request: Request, error: Exception) -> JSONResponse:
@@ -109,13 +147,13 @@ async def _known_handler(request: Request, error: Exception) -> JSONResponse:
             error,
             exc_info=error if not isinstance(error, LLMTwinError) else None,
         )
-    return error_response(status, detail)
+    return respond(request, status, detail)
 
 
 async def _unexpected_handler(request: Request, error: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     status, detail = describe_error(error)
-    return error_response(status, detail)
+    return respond(request, status, detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:

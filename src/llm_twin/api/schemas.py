@@ -7,11 +7,32 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_twin.domain.authors import Author
+from llm_twin.domain.conversation import Role, Turn
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.domain.limits import MAX_AUTHOR_CHARS, MAX_K, MAX_QUERY_CHARS, MIN_EXPAND_TO_N, MIN_K
+from llm_twin.domain.limits import (
+    MAX_AUTHOR_CHARS,
+    MAX_HISTORY_CHARS,
+    MAX_HISTORY_TURNS,
+    MAX_K,
+    MAX_QUERY_CHARS,
+    MIN_EXPAND_TO_N,
+    MIN_K,
+)
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
 
 SNIPPET_CHARS = 240
+
+
+class HistoryTurn(BaseModel):
+    """One earlier turn of the conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str
+
+    def to_turn(self) -> Turn:
+        return Turn(role=self.role, content=self.content)
 
 
 class RAGRequest(BaseModel):
@@ -36,6 +57,19 @@ class RAGRequest(BaseModel):
         bool | None,
         Field(description="Server-Sent Events; when omitted, `Accept: text/event-stream` asks for a stream."),
     ] = None
+    history: Annotated[
+        list[HistoryTurn] | None,
+        Field(
+            max_length=MAX_HISTORY_TURNS,
+            description="Earlier turns of the conversation, oldest first; `query` is then a follow-up, rewritten "
+            "into a standalone question (`rewritten_query`), and the author named earlier carries over when it "
+            f"names nobody. At most {MAX_HISTORY_TURNS} turns and {MAX_HISTORY_CHARS} characters.",
+        ),
+    ] = None
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [turn.to_turn() for turn in self.history or []]
 
     @field_validator("author")
     @classmethod
@@ -106,6 +140,7 @@ class SourcesEventData(BaseModel):
     timings_ms: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
     hypothetical_document: str | None = None
+    rewritten_query: str | None = None
 
     @classmethod
     def from_context(cls, context: AnswerContext) -> SourcesEventData:
@@ -118,6 +153,7 @@ class SourcesEventData(BaseModel):
             timings_ms=context.timings_ms,
             warnings=context.warnings,
             hypothetical_document=context.hypothetical_document,
+            rewritten_query=context.rewritten_query,
         )
 
 
@@ -156,6 +192,10 @@ class RAGResponse(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     hypothetical_document: str | None = Field(
         default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any."
+    )
+    rewritten_query: str | None = Field(
+        default=None,
+        description="With `history`: the standalone question the follow-up was searched and answered as.",
     )
 
     @classmethod

@@ -8,6 +8,9 @@ is touched (a 422 even while the store is down).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from llm_twin.domain.conversation import ROLES, Turn
 from llm_twin.errors import InvalidInputError
 
 #: A question, not a document: longer input is refused, never cut silently.
@@ -16,6 +19,15 @@ MIN_K = 1
 MAX_K = 100
 MIN_EXPAND_TO_N = 1
 MAX_AUTHOR_CHARS = 200
+#: A conversation's earlier turns (``history``): enough for a chat, small enough that the question
+#: rewrite stays one short helper-LLM call. Characters, not tokens, so the check needs no tokenizer
+#: (20 turns of 16,000 characters is about 4,000 tokens in English).
+MAX_HISTORY_TURNS = 20
+MAX_HISTORY_CHARS = 16_000
+#: Per-request generation overrides (``/v1/chat/completions``); the configured defaults are not bounded by these.
+MAX_REQUEST_NEW_TOKENS = 4096
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 64
 
 
 def check_request(
@@ -25,6 +37,7 @@ def check_request(
     k: int | None = None,
     expand_to_n: int | None = None,
     author: str | None = None,
+    history: Sequence[Turn] = (),
 ) -> str:
     """The query without surrounding whitespace, or ``InvalidInputError`` naming the first bad field.
 
@@ -46,4 +59,20 @@ def check_request(
             raise InvalidInputError("author", "must not be empty")
         if len(author) > MAX_AUTHOR_CHARS:
             raise InvalidInputError("author", f"must be at most {MAX_AUTHOR_CHARS} characters")
+    check_history(history)
     return query.strip()
+
+
+def check_history(history: Sequence[Turn]) -> None:
+    """``InvalidInputError`` on ``history`` when it has too many turns or characters, or a bad turn."""
+    if len(history) > MAX_HISTORY_TURNS:
+        raise InvalidInputError("history", f"must have at most {MAX_HISTORY_TURNS} turns (got {len(history)})")
+    total = 0
+    for i, turn in enumerate(history):
+        if turn.role not in ROLES:
+            raise InvalidInputError("history", f"turn {i}: role must be one of {', '.join(ROLES)}")
+        if not isinstance(turn.content, str):
+            raise InvalidInputError("history", f"turn {i}: content must be text")
+        total += len(turn.content)
+    if total > MAX_HISTORY_CHARS:
+        raise InvalidInputError("history", f"must have at most {MAX_HISTORY_CHARS} characters in all (got {total})")

@@ -33,6 +33,8 @@ class AnswerContext:
     timings_ms: dict[str, float]
     warnings: list[str] = field(default_factory=list)
     hypothetical_document: str | None = None
+    #: A follow-up's standalone question (what was searched and answered); None on a first turn.
+    rewritten_query: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

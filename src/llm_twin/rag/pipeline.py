@@ -12,13 +12,15 @@ Closing a stream early stops generation and frees the model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from llm_twin.domain.conversation import Turn
 from llm_twin.domain.limits import check_request
 from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import GenerationParams, LLMClient
@@ -57,8 +59,18 @@ class Retriever(Protocol):
     def warm_up(self) -> None: ...
 
     def run(
-        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        *,
+        history: Sequence[Turn] = (),
     ) -> RetrievalResult: ...
+
+    def authors(self) -> list[Author]:
+        """Everyone who can be a twin, one entry per person."""
+        ...
 
     def close(self) -> None: ...
 
@@ -72,6 +84,8 @@ class PreparedRequest:
     retrieval: RetrievalResult
     prompt: GroundedPrompt | None  # None when retrieval found nothing
     timings_ms: dict[str, float]
+    #: The generation parameters of this request (the configured ones unless it overrode some).
+    params: GenerationParams | None = None
 
     @property
     def author(self) -> Author | None:
@@ -156,14 +170,44 @@ class RAGPipeline:
             repetition_penalty=s.repetition_penalty,
         )
 
+    def generation_params(
+        self,
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> GenerationParams:
+        """The configured parameters with one request's overrides (None keeps the setting)."""
+        base = self.params
+        return dataclasses.replace(
+            base,
+            max_new_tokens=base.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            temperature=base.temperature if temperature is None else temperature,
+            top_p=base.top_p if top_p is None else top_p,
+            stop=base.stop if stop is None else tuple(stop),
+        )
+
     # --- answering ------------------------------------------------------------------------------
 
     def run(
-        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        params: GenerationParams | None = None,
     ) -> RAGAnswer:
-        """Answer ``query`` in one blocking call (the steps of ``stream()``, generated with ``complete()``)."""
+        """Answer ``query`` in one blocking call (the steps of ``stream()``, generated with ``complete()``).
+
+        ``history``: the conversation's earlier turns (the question is then a follow-up, see
+        ``llm_twin.retrieval.conversation``); ``params``: this request's generation parameters
+        (``generation_params()``), the configured ones when None.
+        """
         answer: RAGAnswer | None = None
-        for event in self._answer(query, k, expand_to_n, author, streamed=False):
+        for event in self._answer(query, k, expand_to_n, author, history, params, streamed=False):
             if isinstance(event, DoneEvent):
                 answer = event.answer
         if answer is None:  # pragma: no cover - _answer always ends with a done event
@@ -171,7 +215,14 @@ class RAGPipeline:
         return answer
 
     def stream(
-        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        params: GenerationParams | None = None,
     ) -> Generator[RAGEvent, None, None]:
         """Sources, then tokens as they are generated, then done (see ``llm_twin.rag.answer``).
 
@@ -179,16 +230,34 @@ class RAGPipeline:
         ``next()``; LLM errors raise after the sources event. Spans are never left current across
         a ``yield``, so the consumer may iterate from any thread.
         """
-        return self._answer(query, k, expand_to_n, author, streamed=True)
+        return self._answer(query, k, expand_to_n, author, history, params, streamed=True)
 
     def _answer(
-        self, query: str, k: int | None, expand_to_n: int | None, author: str | None, *, streamed: bool
+        self,
+        query: str,
+        k: int | None,
+        expand_to_n: int | None,
+        author: str | None,
+        history: Sequence[Turn],
+        params: GenerationParams | None,
+        *,
+        streamed: bool,
     ) -> Generator[RAGEvent, None, None]:
         """The one orchestration: prepare → sources → generate → done, traced under one ``rag`` span."""
-        root = start_span("rag", query_chars=len(query), k=k, expand_to_n=expand_to_n, author=author, stream=streamed)
+        root = start_span(
+            "rag",
+            query_chars=len(query),
+            k=k,
+            expand_to_n=expand_to_n,
+            author=author,
+            stream=streamed,
+            history_turns=len(history),
+        )
         try:
             with activate(root):
-                prepared = self.prepare(query, k, expand_to_n, author)
+                prepared = self.prepare(query, k, expand_to_n, author, history=history, params=params or self.params)
+            if prepared.retrieval.rewritten_query is not None:
+                set_attributes(root, {"conversation.rewritten_query": prepared.retrieval.rewritten_query})
             sources = self._sources(prepared)
             yield sources
             if prepared.prompt is None:
@@ -213,7 +282,7 @@ class RAGPipeline:
         self, prepared: PreparedRequest, prompt: GroundedPrompt, root: Span, streamed: bool
     ) -> Generator[TokenEvent, None, Generation]:
         """The ``rag.generate`` step: tokens as the model writes them, or the whole text from one call."""
-        params = self.params
+        params = prepared.params or self.params
         span = start_span("rag.generate", parent=root, **self._generation_attributes(prepared, params))
         started = time.perf_counter()
         try:
@@ -227,7 +296,11 @@ class RAGPipeline:
                         yield TokenEvent(piece)
                 ms = _ms(time.perf_counter() - started)
                 text = "".join(pieces).strip()
-                generation = Generation(text, prompt.prompt_tokens, self._count(text), ms=ms)
+                count = self._count(text)
+                # A stream does not say why it ended; a text as long as the budget was cut by it
+                # (the count re-tokenizes the text, so this can be off by a token at the edge).
+                finish = "length" if count is not None and count >= params.max_new_tokens else "stop"
+                generation = Generation(text, prompt.prompt_tokens, count, finish, ms=ms)
             else:
                 with activate(span):
                     completion = self.llm.complete(prompt.messages, params)
@@ -262,17 +335,27 @@ class RAGPipeline:
     # --- internals ----------------------------------------------------------------------------
 
     def prepare(
-        self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        *,
+        history: Sequence[Turn] = (),
+        params: GenerationParams | None = None,
     ) -> PreparedRequest:
         """Retrieval and the grounded prompt, without generating (``prompt`` is None when nothing was found).
 
         Public for benchmarks and evaluation: replaying ``prompt.messages`` times the model alone.
         """
         started = time.perf_counter()
+        params = params or self.params
         # Retrieval checks too; checking here keeps a bad request from reaching any retriever.
-        query = check_request(query, k=k, expand_to_n=expand_to_n, author=author, expand_max=self.settings.expand_max)
+        query = check_request(
+            query, k=k, expand_to_n=expand_to_n, author=author, history=history, expand_max=self.settings.expand_max
+        )
         with trace_span("rag.retrieve", embedding__model=self.settings.embedding_model) as span:
-            result = self.retrieval.run(query, k=k, expand_to_n=expand_to_n, author=author)
+            result = self.retrieval.run(query, k=k, expand_to_n=expand_to_n, author=author, history=history)
             retrieval_ms = _ms(time.perf_counter() - started)
             set_attributes(
                 span,
@@ -282,6 +365,7 @@ class RAGPipeline:
                     "expanded_queries": len(result.expanded_queries),
                     "author.id": result.author.author.id if result.author.author else None,
                     "author.reason": result.author.reason,
+                    "conversation.rewritten_query": result.rewritten_query,
                 },
             )
         timings = {key: value for key, value in result.timings_ms.items() if key != "total"}
@@ -293,10 +377,10 @@ class RAGPipeline:
             prompt_started = time.perf_counter()
             with trace_span("rag.prompt", candidates=len(chunks)) as span:
                 twin_of = result.author.author.full_name if result.author.author else None
+                # A follow-up is answered as its standalone question: the model does not see the history.
+                question = result.rewritten_query or query
                 try:
-                    prompt = build_prompt_for_client(
-                        query, chunks, self.llm, self.settings.max_new_tokens, twin_of=twin_of
-                    )
+                    prompt = build_prompt_for_client(question, chunks, self.llm, params.max_new_tokens, twin_of=twin_of)
                 except PromptBudgetError:
                     raise InvalidInputError(
                         "query", f"too long for the model's {self.llm.context_window}-token context window"
@@ -313,7 +397,9 @@ class RAGPipeline:
             timings["prompt"] = _ms(time.perf_counter() - prompt_started)
             if not prompt.used_chunks:
                 prompt = None  # nothing fits: answering would be ungrounded
-        return PreparedRequest(query=query, started=started, retrieval=result, prompt=prompt, timings_ms=timings)
+        return PreparedRequest(
+            query=query, started=started, retrieval=result, prompt=prompt, timings_ms=timings, params=params
+        )
 
     def _select(self, result: RetrievalResult, timings: dict[str, float]) -> list[EmbeddedChunk]:
         """The sentences that bear on the question; none when even the best is below the evidence floor
@@ -347,6 +433,7 @@ class RAGPipeline:
             "gen_ai__request__temperature": params.temperature,
             "gen_ai__request__top_p": params.top_p,
             "gen_ai__request__max_tokens": params.max_new_tokens,
+            "gen_ai__request__stop_sequences": list(params.stop) or None,
             "gen_ai__usage__input_tokens": prepared.prompt.prompt_tokens if prepared.prompt else None,
             "sources": len(prepared.prompt.used_chunks) if prepared.prompt else 0,
         }
@@ -355,6 +442,7 @@ class RAGPipeline:
         """The sources event; a snapshot, since the timings keep growing while generation runs."""
         return SourcesEvent(
             query=prepared.query,
+            rewritten_query=prepared.retrieval.rewritten_query,
             sources=list(prepared.prompt.used_chunks) if prepared.prompt else [],
             author=prepared.author,
             expanded_queries=list(prepared.retrieval.expanded_queries),

@@ -9,15 +9,18 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from llm_twin.domain.authors import Author
+from llm_twin.domain.conversation import Turn
 from llm_twin.domain.limits import check_request
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.llm.base import LLMClient
-from llm_twin.observability.tracing import trace_span
+from llm_twin.observability.tracing import set_attributes, trace_span
+from llm_twin.retrieval.conversation import FollowUp, FollowUpResolver, HelperLLMQuestionRewriter
 from llm_twin.retrieval.expansion import QueryExpander
 from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter
 from llm_twin.retrieval.rerankers.factory import build_reranker
@@ -47,6 +50,7 @@ class RetrievalPipeline:
         self.embedder = embedder or OnnxSentenceEmbedder.from_settings(settings)
         self.helper_llm = helper_llm
         self.self_query = SelfQuery.from_settings(settings, helper_llm)
+        self.follow_up = FollowUpResolver(HelperLLMQuestionRewriter(helper_llm, settings.helper_llm_timeout_s))
         self.expander = QueryExpander(helper_llm, settings.expand_max, settings.helper_llm_timeout_s)
         self.hyde = (
             HypotheticalDocumentWriter(
@@ -81,6 +85,7 @@ class RetrievalPipeline:
             self.store.open_existing(list(self.settings.collections.values()))
             self.retriever.warm_up()
             self.self_query.warm_up()
+            self.follow_up.warm_up()
             self.expander.warm_up()
             if self.hyde is not None:
                 self.hyde.warm_up()
@@ -98,6 +103,10 @@ class RetrievalPipeline:
         """An explicit author must name exactly one known author; otherwise a 422-style error."""
         return self.self_query.resolver.require(name)
 
+    def authors(self) -> list[Author]:
+        """Everyone the registry knows, one entry per person (their other names as aliases)."""
+        return self.self_query.resolver.authors
+
     # --- the run ----------------------------------------------------------------------------
     def run(
         self,
@@ -106,18 +115,34 @@ class RetrievalPipeline:
         expand_to_n: int | None = None,
         author: str | None = None,
         mode: SearchMode | None = None,
+        history: Sequence[Turn] = (),
     ) -> RetrievalResult:
+        """``history``: the conversation's earlier turns; a follow-up is then searched as a standalone
+        question (``rewritten_query``), with the conversation's author when it names nobody."""
         self.warm_up()
         k = self.settings.k if k is None else k
         n = self.settings.expand_to_n if expand_to_n is None else expand_to_n
-        query = check_request(query, k=k, expand_to_n=n, author=author, expand_max=self.settings.expand_max)
+        asked = check_request(
+            query, k=k, expand_to_n=n, author=author, history=history, expand_max=self.settings.expand_max
+        )
         started = time.perf_counter()
         timings: dict[str, float] = {}
         warnings: list[str] = []
         with trace_span(
-            "retrieval", query_chars=len(query), k=k, expand_to_n=n, mode=mode or self.settings.search_mode
+            "retrieval",
+            query_chars=len(asked),
+            k=k,
+            expand_to_n=n,
+            mode=mode or self.settings.search_mode,
+            history_turns=len(history),
         ):
             timed = self._timed
+            followup: FollowUp | None = None
+            query = asked
+            if history:  # before self-query and expansion, which then work on the standalone question
+                followup = self._follow_up(asked, history, timings)
+                warnings.extend(followup.warnings)
+                query = followup.question
             # Each step runs in a copy of this context, so its span is a child of the retrieval span.
             expansion_future = self._pool.submit(
                 contextvars.copy_context().run, timed, "expansion", timings, self.expander.run, query, n
@@ -129,8 +154,12 @@ class RetrievalPipeline:
             )
             if author is not None:
                 match = timed("self_query", timings, self.resolve_author, author)
+            elif followup is not None and followup.author is not None:
+                match = followup.author
             else:
                 match = timed("self_query", timings, self.self_query.run, query)
+                if followup is not None:
+                    match = followup.grounded(match)
             expansion = expansion_future.result()
             if expansion.error:
                 warnings.append(expansion.error)
@@ -157,7 +186,8 @@ class RetrievalPipeline:
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             timings["total"] = (time.perf_counter() - started) * 1000
         return RetrievalResult(
-            query=query,
+            query=asked,
+            rewritten_query=query if followup is not None else None,
             author=match,
             expanded_queries=expansion.queries,
             search_queries=queries,
@@ -167,6 +197,23 @@ class RetrievalPipeline:
             warnings=warnings,
             hypothetical_document=hyde.passage,
         )
+
+    def _follow_up(self, query: str, history: Sequence[Turn], timings: dict[str, float]) -> FollowUp:
+        """The ``retrieval.rewrite`` step; its span records what the follow-up became."""
+        t0 = time.perf_counter()
+        with trace_span("retrieval.rewrite", history_turns=len(history)) as span:
+            followup = self.follow_up.run(query, history, self.self_query.resolver)
+            carried = followup.author.author if followup.author else None
+            set_attributes(
+                span,
+                {
+                    "conversation.rewritten_query": followup.question,
+                    "conversation.carried_author": carried.full_name if carried else None,
+                    "conversation.rewrite_error": followup.warnings[0] if followup.warnings else None,
+                },
+            )
+        timings["rewrite"] = (time.perf_counter() - t0) * 1000
+        return followup
 
     @staticmethod
     def _timed(name: str, timings: dict[str, float], fn: Callable[..., T], *args: Any) -> T:

@@ -64,3 +64,5 @@ class RetrievalResult:
     #: What was searched: ``expanded_queries`` without the resolved author's names (the filter does
     #: that job); the same as ``expanded_queries`` when no author was resolved.
     search_queries: list[str] = field(default_factory=list)
+    #: A follow-up's standalone question (what was searched instead of ``query``); None on a first turn.
+    rewritten_query: str | None = None

@@ -34,11 +34,15 @@ Answer ``query`` from the indexed writing, citing sources as ``[n]`` (``sources[
 the response is Server-Sent Events, each ``data`` one JSON object:
 
 - ``event: sources`` — once retrieval is done: ``sources``, ``author``, ``expanded_queries``, ``model``,
-  ``rerank``, retrieval ``timings_ms``;
+  ``rerank``, retrieval ``timings_ms``, ``rewritten_query`` (with ``history``);
 - ``event: token`` — ``{"text": ...}`` per generated piece;
 - ``event: done`` — ``answer`` (full text), ``timings_ms`` (incl. ``ttft`` and ``total``), ``model``,
   ``rerank``, ``usage``;
 - ``event: error`` — ``{"error": {"code", "message"}}`` if the LLM fails after the stream started.
+
+**Conversations.** ``history`` holds the earlier user/assistant turns; ``query`` is then a follow-up,
+searched and answered as a standalone question (``rewritten_query``, written by the helper LLM), and
+the author named in the latest user turn that named one carries over when the follow-up names nobody.
 
 Errors before the stream starts (invalid input, store unavailable) are ordinary JSON error responses.
 """
@@ -77,11 +81,23 @@ async def rag(
 ) -> RAGResponse | StreamingResponse:
     # The pipeline checks again; checking first gives invalid input its 422 even while the store is down
     # (which is also why the pipeline is not a dependency).
+    history = body.turns
     query = check_request(
-        body.query, k=body.k, expand_to_n=body.expand_to_n, author=body.author, expand_max=settings.expand_max
+        body.query,
+        k=body.k,
+        expand_to_n=body.expand_to_n,
+        author=body.author,
+        history=history,
+        expand_max=settings.expand_max,
     )
     pipeline = await service.require_pipeline()
-    arguments: dict[str, Any] = {"query": query, "k": body.k, "expand_to_n": body.expand_to_n, "author": body.author}
+    arguments: dict[str, Any] = {
+        "query": query,
+        "k": body.k,
+        "expand_to_n": body.expand_to_n,
+        "author": body.author,
+        "history": history,
+    }
 
     if not wants_stream(body, request):
         answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
