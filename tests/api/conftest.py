@@ -7,10 +7,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from rag_fakes import FakeLLM, FakeRetrieval
 
 from llm_twin.api.app import create_app
@@ -28,27 +30,32 @@ def fake_llm() -> FakeLLM:
     return FakeLLM()
 
 
-@pytest.fixture
-def live_server(tmp_path: Path, fake_retrieval: FakeRetrieval, fake_llm: FakeLLM) -> Iterator[tuple[str, FakeLLM]]:
-    """The app with fakes behind a real uvicorn server on a free port."""
-    llm = fake_llm
-    settings = load_settings(data_dir=tmp_path)
-    app = create_app(settings, RAGPipeline(fake_retrieval, llm, settings))
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """``app`` behind a real uvicorn server on a free loopback port; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120  # the lifespan loads the models before the server starts
+    while not server.started and time.monotonic() < deadline and thread.is_alive():
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}", llm
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, fake_retrieval: FakeRetrieval, fake_llm: FakeLLM) -> Iterator[tuple[str, FakeLLM]]:
+    """The app with fakes behind a real uvicorn server on a free port."""
+    settings = load_settings(data_dir=tmp_path)
+    with serve(create_app(settings, RAGPipeline(fake_retrieval, fake_llm, settings))) as url:
+        yield url, fake_llm
 
 
 #: A small slice of the demo corpus: pattern-matching PEPs and commits by Guido van Rossum, plus

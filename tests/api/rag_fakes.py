@@ -9,10 +9,13 @@ from collections.abc import Iterator, Sequence
 from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
 from llm_twin.domain.documents import EmbeddedChunk
-from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
+from llm_twin.llm.base import ChatMessage, Completion, GenerationParams, LLMClient
+from llm_twin.retrieval.author_resolver import AuthorResolver
+from llm_twin.retrieval.conversation import FollowUpResolver, HelperLLMQuestionRewriter
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
 
 GUIDO = Author.from_name("Guido van Rossum")
+BARRY = Author.from_name("Barry Warsaw")
 
 
 def make_chunk(i: int, author: str = "Guido van Rossum", content_type: str = "article") -> EmbeddedChunk:
@@ -79,6 +82,51 @@ class FakeRetrieval:
         self.closed = True
 
 
+class PeopleFakeRetrieval(FakeRetrieval):
+    """Fixed chunks by two people; the real author matcher and follow-up resolver (with ``helper``, a
+    fake helper LLM, or none) choose whose chunks a question gets, in the order the retrieval
+    pipeline decides: an explicit author, else the conversation's, else the one the question names."""
+
+    def __init__(self, helper: LLMClient | None = None) -> None:
+        super().__init__([make_chunk(1), make_chunk(2), make_chunk(3, "Barry Warsaw"), make_chunk(4, "Barry Warsaw")])
+        self.resolver = AuthorResolver([GUIDO, BARRY])
+        self.follow_up = FollowUpResolver(HelperLLMQuestionRewriter(helper, timeout_s=5.0))
+
+    def authors(self) -> list[Author]:
+        return self.resolver.authors
+
+    def run(
+        self,
+        query: str,
+        k: int | None = None,
+        expand_to_n: int | None = None,
+        author: str | None = None,
+        *,
+        history: Sequence[Turn] = (),
+    ) -> RetrievalResult:
+        self.calls.append({"query": query, "k": k, "expand_to_n": expand_to_n, "author": author, "history": history})
+        followup = self.follow_up.run(query, history, self.resolver) if history else None
+        question = followup.question if followup else query
+        if author is not None:
+            match = self.resolver.require(author)
+        elif followup is not None and followup.author is not None:
+            match = followup.author
+        else:
+            match = self.resolver.run(question)
+        person = match.author
+        chunks = [c for c in self.chunks if person is None or person.id in c.author_ids]
+        return RetrievalResult(
+            query=query,
+            rewritten_query=question if followup else None,
+            author=match,
+            expanded_queries=[question],
+            chunks=chunks[: k or 3],
+            rerank="none",
+            timings_ms={"search": 1.0, "total": 2.0},
+            warnings=list(followup.warnings) if followup else [],
+        )
+
+
 class FakeLLM:
     """An ``LLMClient`` with scripted output, errors and an optional gate to hold a generation."""
 
@@ -94,6 +142,8 @@ class FakeLLM:
         self.entered = threading.Event()
         self.stream_closed = threading.Event()
         self.calls = 0
+        self.params: list[GenerationParams] = []  # of every call
+        self.messages: list[list[ChatMessage]] = []
 
     def close(self) -> None:
         self.closed = True
@@ -104,8 +154,10 @@ class FakeLLM:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def _begin(self) -> None:
+    def _begin(self, messages: list[ChatMessage], params: GenerationParams) -> None:
         self.calls += 1
+        self.messages.append(messages)
+        self.params.append(params)
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(30), "test gate never opened"
@@ -113,13 +165,13 @@ class FakeLLM:
             raise self.error
 
     def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
-        self._begin()
-        return Completion(
-            text="".join(self.pieces), prompt_tokens=42, completion_tokens=len(self.pieces), finish_reason="stop"
-        )
+        self._begin(messages, params)
+        pieces = self.pieces[: params.max_new_tokens]
+        finish = "length" if len(pieces) < len(self.pieces) else "stop"
+        return Completion(text="".join(pieces), prompt_tokens=42, completion_tokens=len(pieces), finish_reason=finish)
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
-        self._begin()
+        self._begin(messages, params)
         try:
             for n, piece in enumerate(self.pieces):
                 if self.stream_error is not None and n >= self.stream_error_after:

@@ -32,3 +32,22 @@ def test_valid_request_returns_the_stripped_query() -> None:
     assert check_request(" q ", k=MAX_K, expand_to_n=3, author="Guido", expand_max=3) == "q"
     assert check_request("x" * MAX_QUERY_CHARS, expand_max=1) == "x" * MAX_QUERY_CHARS
     assert check_request("q", k=None, expand_to_n=None, author=None, expand_max=1) == "q"  # None: the default
+
+
+def test_history_is_bounded_in_turns_and_characters() -> None:
+    from llm_twin.domain.conversation import Turn
+    from llm_twin.domain.limits import MAX_HISTORY_CHARS, MAX_HISTORY_TURNS
+
+    ok = [Turn("user", "q"), Turn("assistant", "a")]
+    assert check_request("follow-up", history=ok, expand_max=3) == "follow-up"
+    too_many = [Turn("user", "q")] * (MAX_HISTORY_TURNS + 1)
+    too_long = [Turn("user", "x" * (MAX_HISTORY_CHARS // 2)), Turn("assistant", "y" * (MAX_HISTORY_CHARS // 2 + 1))]
+    bad_role = [Turn("system", "be nice")]  # type: ignore[arg-type]
+    for history, message in (
+        (too_many, f"at most {MAX_HISTORY_TURNS} turns"),
+        (too_long, f"at most {MAX_HISTORY_CHARS} characters"),
+        (bad_role, "role must be one of user, assistant"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            check_request("follow-up", history=history, expand_max=3)
+        assert info.value.field == "history" and message in info.value.message

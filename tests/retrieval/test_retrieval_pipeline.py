@@ -116,3 +116,22 @@ def test_deferred_payloads_match_a_full_search(pipeline):
     for chunk in found:
         if chunk.id in by_id:
             assert chunk.content == by_id[chunk.id].content and chunk.collection == by_id[chunk.id].collection
+
+
+def test_a_follow_up_carries_the_conversations_author_without_a_helper_llm(pipeline):
+    from llm_twin.domain.conversation import Turn
+
+    history = [
+        Turn("user", "What did Guido van Rossum write about pattern matching?"),
+        Turn("assistant", "He proposed the match statement [1]."),
+    ]
+    result = pipeline.run("What else did he write about?", k=4, history=history)
+    assert result.author.author is not None and result.author.author.full_name == "Guido van Rossum"
+    assert result.author.reason.startswith("carried over from the conversation")
+    assert result.chunks and all(GUIDO in c.author_ids for c in result.chunks)
+    # no helper LLM in these settings: searched as asked, and the answer says so
+    assert result.query == result.rewritten_query == "What else did he write about?"
+    assert any("no helper LLM configured; the follow-up was searched as asked" in w for w in result.warnings)
+    assert "rewrite" in result.timings_ms
+    first = pipeline.run("What else did he write about?", k=4)
+    assert first.rewritten_query is None and first.author.author is None

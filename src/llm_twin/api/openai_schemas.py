@@ -2,14 +2,14 @@
 
 Only what a twin can honour is declared; other fields OpenAI clients send (``user``, ``seed``,
 ``presence_penalty``, ...) are accepted and ignored, so stock clients work unchanged. The extension
-fields (``sources``, ``author``, ``rewritten_query``) are additions the SDKs keep as extra attributes.
+fields (``sources``, ``author``, ``rewritten_query``, ``warnings``) are additions the SDKs keep as extra attributes.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_twin.api.schemas import AuthorRef, Source
 from llm_twin.domain.limits import MAX_REQUEST_NEW_TOKENS, MAX_STOP_CHARS, MAX_STOP_SEQUENCES
@@ -73,8 +73,17 @@ class ChatCompletionRequest(BaseModel):
     ] = None
     temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
     top_p: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
-    stop: StopSequence | Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    stop: Annotated[
+        list[StopSequence] | None,
+        Field(max_length=MAX_STOP_SEQUENCES, description="A string or a list of strings that end the answer."),
+    ] = None
     n: Annotated[int | None, Field(ge=1, le=1, description="One answer per request.")] = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_is_a_list(cls, value: object) -> object:
+        # OpenAI accepts one string or a list; one shape here keeps the errors about ``stop`` readable.
+        return [value] if isinstance(value, str) else value
 
 
 # --- responses ----------------------------------------------------------------------------------
@@ -110,6 +119,7 @@ class TwinExtension(BaseModel):
     rewritten_query: str | None = Field(
         default=None, description="A follow-up's standalone question, as it was searched and answered."
     )
+    warnings: list[str] = Field(default_factory=list, description="Steps that degraded (e.g. the rewrite failed).")
 
 
 class ChatCompletion(TwinExtension):
@@ -145,6 +155,7 @@ class ChatCompletionChunk(BaseModel):
     sources: list[Source] | None = None
     author: AuthorRef | None = None
     rewritten_query: str | None = None
+    warnings: list[str] | None = None
 
 
 class Model(BaseModel):

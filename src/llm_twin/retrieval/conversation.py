@@ -44,6 +44,9 @@ def parse_rewrite(text: str, question: str) -> str | None:
     # A rewrite adds referents, not paragraphs: much longer than the question means it answered.
     if not line or len(line) > min(MAX_QUERY_CHARS, 4 * len(question) + 200):
         return None
+    # A question rewritten as a statement is an answer (a small model's "Guido wrote about [1] ...").
+    if question.rstrip().endswith("?") and not line.endswith("?"):
+        return None
     return line
 
 
@@ -101,7 +104,7 @@ class HelperLLMQuestionRewriter:
                 "content": f"Conversation:\n{conversation}\n\nLast question: {question}\nStandalone question:",
             },
         ]
-        params = GenerationParams(max_new_tokens=96, temperature=0.0)
+        params = GenerationParams(max_new_tokens=64, temperature=0.0)
         answer = ask_helper(self.llm, messages, params, self.timeout_s)
         if answer.text is None:
             return RewriteResult(

@@ -5,7 +5,7 @@ about) and ``twin-<name>`` per person in the registry, which restricts the answe
 ``POST /v1/chat/completions`` answers the last user message through the same pipeline, limits,
 worker slots and tracing as ``/rag``; the earlier user and assistant messages are the conversation
 (``history``). The answer text ends with its numbered references, so a client that shows only text
-still shows the sources; ``sources`` (and ``author``, ``rewritten_query``) carry them as data.
+still shows the sources; ``sources`` (and ``author``, ``rewritten_query``, ``warnings``) carry them as data.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def _extension(context: AnswerContext) -> dict[str, Any]:
         "sources": [Source.from_chunk(chunk) for chunk in context.sources],
         "author": AuthorRef.from_author(context.author),
         "rewritten_query": context.rewritten_query,
+        "warnings": list(context.warnings),
     }
 
 
@@ -176,7 +177,7 @@ async def chat_completions(
         max_new_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
-        stop=[body.stop] if isinstance(body.stop, str) else body.stop,
+        stop=body.stop,
     )
     arguments: dict[str, Any] = {
         "query": question,
