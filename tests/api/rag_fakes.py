@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
 from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.domain.twins import TwinCatalog
 from llm_twin.llm.base import ChatMessage, Completion, GenerationParams, LLMClient
 from llm_twin.retrieval.author_resolver import AuthorResolver
 from llm_twin.retrieval.conversation import FollowUpResolver, HelperLLMQuestionRewriter
@@ -53,8 +54,8 @@ class FakeRetrieval:
         if self.warm_error is not None:
             raise self.warm_error
 
-    def authors(self) -> list[Author]:
-        return [GUIDO]
+    def twins(self) -> TwinCatalog:
+        return TwinCatalog([GUIDO])
 
     def run(
         self,
@@ -92,8 +93,8 @@ class PeopleFakeRetrieval(FakeRetrieval):
         self.resolver = AuthorResolver([GUIDO, BARRY])
         self.follow_up = FollowUpResolver(HelperLLMQuestionRewriter(helper, timeout_s=5.0))
 
-    def authors(self) -> list[Author]:
-        return self.resolver.authors
+    def twins(self) -> TwinCatalog:
+        return self.resolver.twins
 
     def run(
         self,

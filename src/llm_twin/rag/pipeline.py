@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from llm_twin.domain.authors import Author
     from llm_twin.domain.documents import EmbeddedChunk
+    from llm_twin.domain.twins import TwinCatalog
     from llm_twin.retrieval.types import RetrievalResult
     from llm_twin.settings import Settings
 
@@ -68,8 +69,8 @@ class Retriever(Protocol):
         history: Sequence[Turn] = (),
     ) -> RetrievalResult: ...
 
-    def authors(self) -> list[Author]:
-        """Everyone who can be a twin, one entry per person."""
+    def twins(self) -> TwinCatalog:
+        """Everyone who can be a twin, as model ids (one per person)."""
         ...
 
     def close(self) -> None: ...

@@ -35,10 +35,12 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from llm_twin.domain.authors import Author, normalize_name
 from llm_twin.domain.people import ORGANISATION_WORDS, AliasesSpec, People, link_people, read_aliases
+from llm_twin.domain.twins import TwinCatalog
 from llm_twin.errors import InvalidInputError
 from llm_twin.retrieval.types import AuthorMatch
 from llm_twin.store.registry import AuthorRegistry
@@ -421,6 +423,11 @@ class AuthorResolver:
     @property
     def authors(self) -> list[Author]:
         return list(self._authors.values())
+
+    @cached_property
+    def twins(self) -> TwinCatalog:
+        """The people as model ids (``/v1/models``); built once per index, which never changes."""
+        return TwinCatalog(self._authors.values())
 
     # --- matching -------------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
 from llm_twin.domain.limits import check_request
+from llm_twin.domain.twins import TwinCatalog
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.llm.base import LLMClient
@@ -103,9 +103,9 @@ class RetrievalPipeline:
         """An explicit author must name exactly one known author; otherwise a 422-style error."""
         return self.self_query.resolver.require(name)
 
-    def authors(self) -> list[Author]:
-        """Everyone the registry knows, one entry per person (their other names as aliases)."""
-        return self.self_query.resolver.authors
+    def twins(self) -> TwinCatalog:
+        """Everyone the registry knows as a twin (one per person, their other names as aliases)."""
+        return self.self_query.resolver.twins
 
     # --- the run ----------------------------------------------------------------------------
     def run(

@@ -68,7 +68,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _catalog(pipeline: RAGPipeline) -> TwinCatalog:
-    return TwinCatalog(pipeline.retrieval.authors())
+    return pipeline.retrieval.twins()
 
 
 def _created(service: ServiceState) -> int:
