@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from rag_fakes import FakeLLM, FakeRetrieval
+from rag_fakes import FakeLLM, FakeRetrieval, PeopleFakeRetrieval
 
+from llm_fakes import FakeLLM as FakeHelperLLM
 from llm_twin.api.app import create_app
 from llm_twin.observability import TracingConfigError, configure_tracing, install_exporter, shutdown_tracing, trace_span
 from llm_twin.rag.pipeline import RAGPipeline
@@ -87,3 +88,23 @@ def test_console_mode_prints_spans(tmp_path, capsys) -> None:
         shutdown_tracing()
     out = capsys.readouterr().out
     assert '"name": "hello"' in out and '"answer": 42' in out
+
+
+def test_a_v1_follow_up_is_traced_with_its_rewritten_question(tmp_path, spans: InMemorySpanExporter) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    retrieval = PeopleFakeRetrieval(FakeHelperLLM("What else did Guido van Rossum write?"))
+    messages = [
+        {"role": "user", "content": "What did Guido van Rossum write?"},
+        {"role": "assistant", "content": "PEPs [1]."},
+        {"role": "user", "content": "What else did he write?"},
+    ]
+    with TestClient(create_app(settings, RAGPipeline(retrieval, FakeLLM(), settings))) as client:
+        response = client.post("/v1/chat/completions", json={"model": "twin", "messages": messages, "temperature": 0.7})
+    assert response.status_code == 200, response.text
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    http, root = finished["POST /v1/chat/completions"], finished["rag"]
+    assert root.parent is not None and root.parent.span_id == http.context.span_id
+    assert root.attributes["history_turns"] == 2
+    assert root.attributes["conversation.rewritten_query"] == "What else did Guido van Rossum write?"
+    assert finished["rag.retrieve"].attributes["author.reason"].startswith("carried over from the conversation")
+    assert finished["rag.generate"].attributes["gen_ai.request.temperature"] == 0.7
