@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_twin import __version__
 from llm_twin.api.errors import install_error_handlers
+from llm_twin.api.mcp import build_mcp_server, mount_streamable_http
 from llm_twin.api.routes import health, openai, rag
 from llm_twin.api.service import ServiceState
 from llm_twin.observability import configure_tracing, set_attributes, trace_span
@@ -57,6 +58,7 @@ def create_app(
     The pipeline is built and warmed once, in a worker thread, when the app starts (lifespan).
     ``background_start`` (``llm-twin serve``) lets the server accept connections meanwhile: ``/health``
     answers during the model load, ``/ready`` returns 503 "starting", ``/rag`` waits for the load.
+    ``/mcp`` serves the MCP tools over streamable HTTP, answering through the same pipeline and limit.
     """
     settings = settings or (pipeline.settings if pipeline is not None else get_settings())
 
@@ -67,7 +69,8 @@ def create_app(
         app.state.service = service
         await service.start(background=background_start)
         try:
-            yield
+            async with mcp_sessions.run():  # the MCP transport's task group lives as long as the app
+                yield
         finally:
             await service.close()
 
@@ -82,6 +85,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(rag.router)
     app.include_router(openai.router)
+    # The tools find the service when called: it is built when the app starts, after the routes.
+    mcp_sessions = mount_streamable_http(app, build_mcp_server(lambda: app.state.service), settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -4,46 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from llm_twin.cli.errors import fail, user_errors
-from llm_twin.domain.authors import Author, normalize_name
-from llm_twin.domain.people import link_people, read_aliases
+from llm_twin.domain.authors import normalize_name
+from llm_twin.domain.people import link_people, people_rows, read_aliases
 from llm_twin.errors import EXIT_FAILED
 from llm_twin.settings import load_settings
 from llm_twin.store.registry import AuthorRegistry
-
-
-def people_rows(authors: list[Author], person_of: dict[str, str], sources: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One row per person: the shown name, the other names with why they are linked, summed counts."""
-    by_id = {a.id: a for a in authors}
-    members: dict[str, list[Author]] = {}
-    for author in authors:
-        members.setdefault(person_of.get(author.id, author.id), []).append(author)
-    rows = []
-    for person, group in members.items():
-        counts: dict[str, int] = {}
-        for member in group:
-            for kind, n in member.counts.items():
-                counts[kind] = counts.get(kind, 0) + n
-        rows.append(
-            {
-                "id": person,
-                "name": by_id[person].full_name,
-                "names": [
-                    {"name": m.full_name, "id": m.id, "linked_by": sources[m.id]}
-                    for m in sorted(group, key=lambda m: m.full_name)
-                    if m.id != person
-                ],
-                "documents": counts,
-            }
-        )
-    return sorted(rows, key=lambda r: (-sum(r["documents"].values()), normalize_name(r["name"])))
 
 
 def authors(
@@ -65,8 +37,7 @@ def authors(
     finally:
         registry.close()
     people = link_people(everyone, aliases)
-    sources = {link.member: link.source for link in people.links}
-    rows = people_rows(everyone, people.person_of, sources)
+    rows = people_rows(everyone, people)
     if search:
         needle = normalize_name(search)
         rows = [

@@ -42,6 +42,8 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = host or settings.api_host
     port = port or settings.api_port
+    # The app knows where it is served: /mcp checks the Host header only on a loopback address.
+    settings = settings.model_copy(update={"api_host": host, "api_port": port})
     uvicorn.run(
         create_app(settings, background_start=True),
         host=host,

@@ -33,7 +33,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from llm_twin.domain.authors import Author, author_id, normalize_name
 from llm_twin.errors import ConfigError
@@ -258,3 +258,32 @@ def link_people(authors: Iterable[Author], spec: AliasesSpec | None = None) -> P
                 links.append(Link(member=member, person=head, source=sources.get(member, "name rule")))
     links.sort(key=lambda link: (by_id[link.person].full_name, by_id[link.member].full_name))
     return People(person_of=person_of, links=links, unknown_names=sorted(set(unknown)))
+
+
+def people_rows(authors: list[Author], people: People) -> list[dict[str, Any]]:
+    """One row per person (``llm-twin authors --json``, the MCP authors resource): the shown name, the
+    other names with why they are linked, summed document counts; most documents first."""
+    by_id = {a.id: a for a in authors}
+    sources = {link.member: link.source for link in people.links}
+    members: dict[str, list[Author]] = {}
+    for author in authors:
+        members.setdefault(people.person(author.id), []).append(author)
+    rows = []
+    for person, group in members.items():
+        counts: dict[str, int] = {}
+        for member in group:
+            for kind, n in member.counts.items():
+                counts[kind] = counts.get(kind, 0) + n
+        rows.append(
+            {
+                "id": person,
+                "name": by_id[person].full_name,
+                "names": [
+                    {"name": m.full_name, "id": m.id, "linked_by": sources[m.id]}
+                    for m in sorted(group, key=lambda m: m.full_name)
+                    if m.id != person
+                ],
+                "documents": counts,
+            }
+        )
+    return sorted(rows, key=lambda r: (-sum(r["documents"].values()), normalize_name(r["name"])))
