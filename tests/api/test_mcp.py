@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import httpx
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import CallToolResult, TextResourceContents
@@ -205,8 +207,46 @@ def test_tool_calls_are_traced_like_rag_requests(mcp_url: str, spans: InMemorySp
     finished = {span.name: span for span in spans.get_finished_spans()}
     assert {"mcp.ask_twin", "rag", "rag.retrieve", "rag.generate", "mcp.search_writing"} <= set(finished)
     assert finished["rag"].parent.span_id == finished["mcp.ask_twin"].context.span_id
+    by_id = {span.context.span_id: span for span in spans.get_finished_spans()}
+    for tool in ("mcp.ask_twin", "mcp.search_writing"):  # inside the HTTP request's span, as /rag is
+        assert by_id[finished[tool].parent.span_id].name == "POST /mcp"
     assert finished["mcp.ask_twin"].attributes["sources"] == 3
     assert finished["mcp.search_writing"].attributes["passages"] == 1
+
+
+@pytest.fixture
+def one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_TWIN_API_WORKERS", "1")  # read when live_server builds its settings
+
+
+def test_tool_calls_wait_for_the_same_worker_slots_as_rag_requests(
+    one_worker: None, live_server: tuple[str, FakeLLM], fake_llm: FakeLLM
+) -> None:
+    url = live_server[0]
+    fake_llm.gate = threading.Event()
+    rag = threading.Thread(target=lambda: httpx.post(url + "/rag", json={"query": "q"}, timeout=30))
+    rag.start()
+    try:
+        assert fake_llm.entered.wait(10)  # /rag is generating in the only slot
+
+        async def use(client: Client) -> tuple[bool, CallToolResult]:
+            results: list[CallToolResult] = []
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(lambda: _append(results, client.call_tool("search_writing", {"query": "q"})))
+                await anyio.sleep(1.0)
+                waited = not results  # retrieval alone takes milliseconds: it waited for the slot
+                fake_llm.gate.set()
+            return waited, results[0]
+
+        waited, result = with_client(url + "/mcp", use)
+        assert waited and not result.is_error
+    finally:
+        fake_llm.gate.set()
+        rag.join(10)
+
+
+async def _append(results: list[T], awaitable: Awaitable[T]) -> None:
+    results.append(await awaitable)
 
 
 # --- stdio: `llm-twin mcp` as a subprocess -----------------------------------------------------
