@@ -109,7 +109,9 @@ def test_search_writing_returns_passages_without_generating(
     assert first["link"] == "https://peps.python.org/pep-0001/" and first["score"] == 1.0
     assert first["text"].startswith("Structural pattern matching, part 1")
     assert "[1] PEP 1 — Guido van Rossum" in text_of(result) and "https://peps.python.org/pep-0002/" in text_of(result)
-    assert fake_retrieval.calls == [{"query": "pattern matching", "k": 2, "expand_to_n": None, "author": "Guido"}]
+    assert fake_retrieval.calls == [
+        {"query": "pattern matching", "k": 2, "expand_to_n": None, "author": "Guido", "history": ()}
+    ]
     assert fake_llm.calls == 0  # retrieval only
 
 
