@@ -228,9 +228,27 @@ class Settings(BaseSettings):
         description="Requests answered at once, streamed or not; more wait in arrival order. "
         "The local model's fair queue orders the generations among them.",
     )
-    tracing: Literal["none", "console", "otlp", "opik"] = "none"
+    tracing: Literal["auto", "none", "console", "otlp", "opik"] = Field(
+        default="auto",
+        description="auto: otlp when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set, else none (spans cost nothing).",
+    )
     otlp_endpoint: str | None = None
+    otlp_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="One span export, retries included; shutdown waits about as long."
+    )
+    otlp_queue_size: int = Field(
+        default=2048, ge=1, le=1_000_000, description="Spans waiting for export; beyond it spans are dropped (counted)."
+    )
     opik_project: str = "llm-twin"
+    trace_content: bool = Field(
+        default=True,
+        description="Put the question, the answer and the retrieved text on spans (input.value, output.value, "
+        "documents); off: only ids, scores, counts and timings leave the process.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object per line with request_id and trace_id (for log pipelines)."
+    )
+    log_questions: bool = Field(default=False, description="Log the question text of each /rag request.")
 
     @field_validator(
         "qdrant_url",

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llm_twin.api.service import ServiceState
+from llm_twin.api.telemetry import Telemetry
 from llm_twin.settings import Settings
 
 
@@ -27,3 +28,10 @@ def get_app_settings(service: ServiceDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    return request.app.state.telemetry
+
+
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]

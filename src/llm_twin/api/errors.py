@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llm_twin.api.openai_schemas import OpenAIErrorDetail, OpenAIErrorResponse
 from llm_twin.api.schemas import ErrorDetail, ErrorResponse
 from llm_twin.errors import LLMTwinError, UnavailableError
+from llm_twin.observability.context import note_error
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
 
 
 def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    note_error(detail.code)  # counted by the telemetry middleware (errors by code)
     body = ErrorResponse(error=detail).model_dump(exclude_none=True)
     return JSONResponse(status_code=status, content=body, headers=headers)
 
@@ -80,6 +82,7 @@ def is_openai_path(path: str) -> bool:
 
 def openai_error(status: int, detail: ErrorDetail) -> tuple[int, OpenAIErrorResponse]:
     """The OpenAI status and body for an error: invalid input is a 400 there (422 elsewhere)."""
+    note_error(detail.code)  # counted by the telemetry middleware, as in error_response
     if status == 422:
         status = 400
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")

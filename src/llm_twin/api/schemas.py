@@ -11,12 +11,14 @@ from llm_twin.domain.conversation import Role, Turn
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.domain.limits import (
     MAX_AUTHOR_CHARS,
+    MAX_FEEDBACK_COMMENT_CHARS,
     MAX_HISTORY_CHARS,
     MAX_HISTORY_TURNS,
     MAX_K,
     MAX_QUERY_CHARS,
     MIN_EXPAND_TO_N,
     MIN_K,
+    TRACE_ID_PATTERN,
 )
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
 
@@ -161,21 +163,26 @@ class TokenEventData(BaseModel):
     text: str
 
 
+TRACE_ID_DESCRIPTION = "The request's trace id (also the X-Trace-Id header): find its trace, or send POST /feedback."
+
+
 class DoneEventData(BaseModel):
     answer: str
     timings_ms: dict[str, float]
     model: str
     rerank: str
     usage: Usage
+    trace_id: str | None = Field(default=None, description=TRACE_ID_DESCRIPTION)
 
     @classmethod
-    def from_answer(cls, answer: RAGAnswer) -> DoneEventData:
+    def from_answer(cls, answer: RAGAnswer, trace_id: str | None = None) -> DoneEventData:
         return cls(
             answer=answer.answer,
             timings_ms=answer.timings_ms,
             model=answer.model,
             rerank=answer.rerank,
             usage=Usage.from_answer(answer),
+            trace_id=trace_id,
         )
 
 
@@ -197,6 +204,7 @@ class RAGResponse(BaseModel):
         default=None,
         description="With `history`: the standalone question the follow-up was searched and answered as.",
     )
+    trace_id: str | None = Field(default=None, description=TRACE_ID_DESCRIPTION)
 
     @classmethod
     def from_events(cls, sources: SourcesEventData, done: DoneEventData) -> RAGResponse:
@@ -204,22 +212,60 @@ class RAGResponse(BaseModel):
         return cls(**(dict(sources) | dict(done)))
 
     @classmethod
-    def from_answer(cls, answer: RAGAnswer) -> RAGResponse:
-        return cls.from_events(SourcesEventData.from_context(answer), DoneEventData.from_answer(answer))
+    def from_answer(cls, answer: RAGAnswer, trace_id: str | None = None) -> RAGResponse:
+        return cls.from_events(SourcesEventData.from_context(answer), DoneEventData.from_answer(answer, trace_id))
 
 
 EventData = SourcesEventData | TokenEventData | DoneEventData
 
 
-def event_data(event: RAGEvent) -> EventData:
-    """The wire payload of a pipeline event (SSE ``data``, ``llm-twin ask --stream --json``)."""
+def event_data(event: RAGEvent, trace_id: str | None = None) -> EventData:
+    """The wire payload of a pipeline event (SSE ``data``, ``llm-twin ask --stream --json``);
+    ``trace_id`` goes into the done event."""
     if isinstance(event, SourcesEvent):
         return SourcesEventData.from_context(event)
     if isinstance(event, TokenEvent):
         return TokenEventData(text=event.text)
     if isinstance(event, DoneEvent):
-        return DoneEventData.from_answer(event.answer)
+        return DoneEventData.from_answer(event.answer, trace_id)
     raise TypeError(f"unknown event {event!r}")
+
+
+# --- feedback -------------------------------------------------------------------------------------
+
+
+class FeedbackRequest(BaseModel):
+    """A user's verdict on one answer, by the trace id the answer carried."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"trace_id": "0af7651916cd43dd8448eb211c80319c", "score": 1}]}
+    )
+
+    trace_id: Annotated[
+        str, Field(pattern=TRACE_ID_PATTERN, description="32 lowercase hex digits: the answer's trace_id.")
+    ]
+    score: Annotated[
+        float,
+        Field(ge=-1.0, le=1.0, description="-1 (thumbs down) or 1 (thumbs up), or a grade from 0 (bad) to 1 (good)."),
+    ]
+    comment: Annotated[str | None, Field(max_length=MAX_FEEDBACK_COMMENT_CHARS, description="Why, optionally.")] = None
+
+    @field_validator("score")
+    @classmethod
+    def _thumbs_or_grade(cls, value: float) -> float:
+        if value < 0 and value != -1:
+            raise ValueError("must be -1, 1, or between 0 and 1")
+        return value
+
+    @field_validator("comment")
+    @classmethod
+    def _blank_comment_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
+class FeedbackResponse(BaseModel):
+    status: Literal["recorded"] = "recorded"
+    trace_id: str
 
 
 # --- health, errors -------------------------------------------------------------------------------

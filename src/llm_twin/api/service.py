@@ -6,14 +6,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, Literal, TypeVar
 
 import anyio
 
 from llm_twin.api.errors import ServiceNotReadyError
 from llm_twin.errors import LLMTwinError
-from llm_twin.rag.pipeline import RAGPipeline
+from llm_twin.rag.pipeline import AnswerListener, RAGPipeline
 from llm_twin.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,13 @@ class ServiceState:
     It is apart from anyio's default pool, so queued requests never starve other sync work.
     """
 
-    def __init__(self, settings: Settings, pipeline: RAGPipeline | None = None) -> None:
+    def __init__(
+        self, settings: Settings, pipeline: RAGPipeline | None = None, listeners: Sequence[AnswerListener] = ()
+    ) -> None:
         self.settings = settings
         self._pipeline = pipeline
+        #: Told about every completed answer (metrics), attached to the pipeline once it is built.
+        self._listeners = list(listeners)
         self._owns_pipeline = pipeline is None
         self._ready = False
         self._error: BaseException | None = None
@@ -99,6 +103,8 @@ class ServiceState:
 
     def _build(self) -> RAGPipeline:
         pipeline = self._pipeline or RAGPipeline.from_settings(self.settings)
+        for listener in self._listeners:
+            pipeline.add_listener(listener)
         self._pipeline = pipeline  # keep it: a retry only needs to warm up again
         started = time.perf_counter()
         pipeline.warm_up()
@@ -109,6 +115,9 @@ class ServiceState:
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the loading thread itself cannot be interrupted; the process is exiting
             return
+        if self._pipeline is not None:
+            for listener in self._listeners:
+                self._pipeline.remove_listener(listener)
         if self._pipeline is not None and self._owns_pipeline:
             await anyio.to_thread.run_sync(self._pipeline.close)
         self._ready = False

@@ -35,11 +35,12 @@ def serve(
 
     from llm_twin.api.app import create_app
     from llm_twin.observability import configure_tracing
+    from llm_twin.observability.logs import configure_logging
 
     settings = _settings()
     with user_errors():
         configure_tracing(settings)  # fail here with one line rather than in the lifespan
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format, log_level)
     host = host or settings.api_host
     port = port or settings.api_port
     # The app knows where it is served: /mcp checks the Host header only on a loopback address.
@@ -49,6 +50,8 @@ def serve(
         host=host,
         port=port,
         log_level=log_level.lower(),
+        log_config=None,  # our handler (text or JSON, with request and trace ids) formats uvicorn's lines too
+        access_log=False,  # the telemetry middleware writes one access line per request, with its ids
         timeout_graceful_shutdown=5,
     )
 

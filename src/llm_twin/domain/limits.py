@@ -28,6 +28,10 @@ MAX_HISTORY_CHARS = 16_000
 MAX_REQUEST_NEW_TOKENS = 4096
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_CHARS = 64
+#: ``POST /feedback``: a comment is a sentence or two, not a document.
+MAX_FEEDBACK_COMMENT_CHARS = 2000
+#: A W3C trace id: 32 lowercase hex digits.
+TRACE_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
 def check_request(

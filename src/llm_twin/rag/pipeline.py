@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from llm_twin.domain.conversation import Turn
@@ -25,6 +25,7 @@ from llm_twin.domain.limits import check_request
 from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import GenerationParams, LLMClient
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
+from llm_twin.observability import conventions as oi
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
 from llm_twin.rag.context import ExtractiveContextSelector
 from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
@@ -104,6 +105,32 @@ class Generation:
     ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class AnswerReport:
+    """What the pipeline tells its listeners (metrics) about each completed answer."""
+
+    answer: RAGAnswer
+    streamed: bool
+    #: Candidates the search handed to the reranker, when retrieval reports it.
+    rerank_candidates: int | None = None
+    #: What was degraded (a kind per warning: expansion, hyde, other).
+    degradations: list[str] = field(default_factory=list)
+
+
+AnswerListener = Callable[[AnswerReport], None]
+
+
+def degradation_kinds(warnings: list[str]) -> list[str]:
+    """A bounded kind per retrieval warning (for counting): the step that fell back."""
+    kinds = []
+    for warning in warnings:
+        text = warning.lower()
+        kinds.append(
+            "expansion" if "expansion" in text or "reformulation" in text else "hyde" if "hyde" in text else "other"
+        )
+    return kinds
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
@@ -124,6 +151,18 @@ class RAGPipeline:
         #: None: the retrieved chunks go to the prompt whole (and no evidence floor applies).
         self.selector = selector
         self._warm = False
+        self._listeners: list[AnswerListener] = []
+
+    def add_listener(self, listener: AnswerListener) -> None:
+        """Call ``listener`` with an ``AnswerReport`` after each completed answer (in the answering thread).
+
+        Adding the same listener again does nothing."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: AnswerListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RAGPipeline:
@@ -245,14 +284,15 @@ class RAGPipeline:
         streamed: bool,
     ) -> Generator[RAGEvent, None, None]:
         """The one orchestration: prepare → sources → generate → done, traced under one ``rag`` span."""
+        content = self.settings.trace_content
         root = start_span(
             "rag",
             query_chars=len(query),
-            k=k,
             expand_to_n=expand_to_n,
             author=author,
             stream=streamed,
             history_turns=len(history),
+            attributes={oi.SPAN_KIND: oi.CHAIN, oi.K: k, oi.INPUT_VALUE: query if content else None},
         )
         try:
             with activate(root):
@@ -272,6 +312,16 @@ class RAGPipeline:
                 self._first_token(prepared)
             answer = self._finish(sources, prepared, generation)
             set_attributes(root, {"timings_ms." + key: value for key, value in answer.timings_ms.items()})
+            set_attributes(
+                root,
+                {
+                    oi.OUTPUT_VALUE: answer.answer if content else None,
+                    oi.DEGRADATIONS: answer.warnings or None,
+                    oi.LLM_TOKEN_COUNT_PROMPT: answer.prompt_tokens,
+                    oi.LLM_TOKEN_COUNT_COMPLETION: answer.completion_tokens,
+                },
+            )
+            self._notify(answer, prepared, streamed)
             yield DoneEvent(answer)
         except BaseException as error:
             record_error(root, error)
@@ -284,7 +334,7 @@ class RAGPipeline:
     ) -> Generator[TokenEvent, None, Generation]:
         """The ``rag.generate`` step: tokens as the model writes them, or the whole text from one call."""
         params = prepared.params or self.params
-        span = start_span("rag.generate", parent=root, **self._generation_attributes(prepared, params))
+        span = start_span("rag.generate", parent=root, attributes=self._generation_attributes(prepared, params))
         started = time.perf_counter()
         try:
             if streamed:
@@ -315,6 +365,7 @@ class RAGPipeline:
                 compute = completion.extra.get("generation_seconds")
                 if isinstance(compute, (int, float)):  # local model: the rest was the queue
                     prepared.timings_ms["llm_queue"] = round(max(0.0, generation.ms - compute * 1000.0), 2)
+            total = (generation.prompt_tokens or 0) + (generation.completion_tokens or 0)
             set_attributes(
                 span,
                 {
@@ -322,8 +373,16 @@ class RAGPipeline:
                     "gen_ai.usage.output_tokens": generation.completion_tokens,
                     "gen_ai.response.finish_reasons": [generation.finish_reason] if generation.finish_reason else None,
                     "duration_ms": generation.ms,
+                    oi.LLM_TOKEN_COUNT_PROMPT: generation.prompt_tokens,
+                    oi.LLM_TOKEN_COUNT_COMPLETION: generation.completion_tokens,
+                    oi.LLM_TOKEN_COUNT_TOTAL: total or None,
+                    oi.OUTPUT_VALUE: generation.text if self.settings.trace_content else None,
                 },
             )
+            if self.settings.trace_content:
+                set_attributes(
+                    span, oi.messages(oi.LLM_OUTPUT_MESSAGES, [{"role": "assistant", "content": generation.text}])
+                )
         except BaseException as error:
             record_error(span, error)
             raise
@@ -355,7 +414,17 @@ class RAGPipeline:
         query = check_request(
             query, k=k, expand_to_n=expand_to_n, author=author, history=history, expand_max=self.settings.expand_max
         )
-        with trace_span("rag.retrieve", embedding__model=self.settings.embedding_model) as span:
+        content = self.settings.trace_content
+        with trace_span(
+            "rag.retrieve",
+            embedding__model=self.settings.embedding_model,
+            attributes={
+                oi.SPAN_KIND: oi.RETRIEVER,
+                oi.INPUT_VALUE: query if content else None,
+                oi.K: k if k is not None else self.settings.k,
+                oi.FUSION: self.settings.fusion,
+            },
+        ) as span:
             result = self.retrieval.run(query, k=k, expand_to_n=expand_to_n, author=author, history=history)
             retrieval_ms = _ms(time.perf_counter() - started)
             set_attributes(
@@ -367,6 +436,12 @@ class RAGPipeline:
                     "author.id": result.author.author.id if result.author.author else None,
                     "author.reason": result.author.reason,
                     "conversation.rewritten_query": result.rewritten_query,
+                    oi.AUTHOR_FILTER: result.author.author.id if result.author.author else None,
+                    oi.AUTHOR_REASON: result.author.reason,
+                    oi.EXPANDED_QUERIES: list(result.expanded_queries) if content else None,
+                    oi.RERANK_CANDIDATES: result.rerank_candidates,
+                    oi.DEGRADATIONS: list(result.warnings) or None,
+                    **oi.documents(oi.RETRIEVAL_DOCUMENTS, result.chunks, content=content),
                 },
             )
         timings = {key: value for key, value in result.timings_ms.items() if key != "total"}
@@ -376,7 +451,7 @@ class RAGPipeline:
         prompt: GroundedPrompt | None = None
         if chunks:
             prompt_started = time.perf_counter()
-            with trace_span("rag.prompt", candidates=len(chunks)) as span:
+            with trace_span("rag.prompt", candidates=len(chunks), attributes={oi.SPAN_KIND: oi.CHAIN}) as span:
                 twin_of = result.author.author.full_name if result.author.author else None
                 # A follow-up is answered as its standalone question: the model does not see the history.
                 question = result.rewritten_query or query
@@ -411,7 +486,7 @@ class RAGPipeline:
         started = time.perf_counter()
         # Scored against the topic (the question without the resolved author, when retrieval made one).
         topic = (result.search_queries or result.expanded_queries or [result.query])[0]
-        with trace_span("rag.select", candidates=len(result.chunks)) as span:
+        with trace_span("rag.select", candidates=len(result.chunks), attributes={oi.SPAN_KIND: oi.CHAIN}) as span:
             selected = self.selector.run(topic, result.chunks)
             grounded = selected.evidence >= self.settings.evidence_floor
             set_attributes(
@@ -429,15 +504,31 @@ class RAGPipeline:
         return selected.chunks if grounded else []
 
     def _generation_attributes(self, prepared: PreparedRequest, params: GenerationParams) -> dict[str, object]:
-        return {
-            "gen_ai__request__model": self.llm.model_name,
-            "gen_ai__request__temperature": params.temperature,
-            "gen_ai__request__top_p": params.top_p,
-            "gen_ai__request__max_tokens": params.max_new_tokens,
-            "gen_ai__request__stop_sequences": list(params.stop) or None,
-            "gen_ai__usage__input_tokens": prepared.prompt.prompt_tokens if prepared.prompt else None,
-            "sources": len(prepared.prompt.used_chunks) if prepared.prompt else 0,
+        prompt = prepared.prompt
+        attributes: dict[str, object] = {
+            "gen_ai.request.model": self.llm.model_name,
+            "gen_ai.request.temperature": params.temperature,
+            "gen_ai.request.top_p": params.top_p,
+            "gen_ai.request.max_tokens": params.max_new_tokens,
+            "gen_ai.request.stop_sequences": list(params.stop) or None,
+            "gen_ai.usage.input_tokens": prompt.prompt_tokens if prompt else None,
+            "sources": len(prompt.used_chunks) if prompt else 0,
+            oi.SPAN_KIND: oi.LLM,
+            oi.LLM_MODEL_NAME: self.llm.model_name,
+            oi.LLM_INVOCATION_PARAMETERS: oi.as_json(
+                {
+                    "temperature": params.temperature,
+                    "top_p": params.top_p,
+                    "max_tokens": params.max_new_tokens,
+                    "repetition_penalty": params.repetition_penalty,
+                    "stop": list(params.stop) or None,
+                }
+            ),
         }
+        if prompt is not None and self.settings.trace_content:
+            attributes[oi.INPUT_VALUE] = prompt.messages[-1]["content"] if prompt.messages else None
+            attributes.update(oi.messages(oi.LLM_INPUT_MESSAGES, prompt.messages))
+        return attributes
 
     def _sources(self, prepared: PreparedRequest) -> SourcesEvent:
         """The sources event; a snapshot, since the timings keep growing while generation runs."""
@@ -470,6 +561,23 @@ class RAGPipeline:
             completion_tokens=generation.completion_tokens,
             finish_reason=generation.finish_reason,
         )
+
+    def _notify(self, answer: RAGAnswer, prepared: PreparedRequest, streamed: bool) -> None:
+        if not self._listeners:
+            return
+        report = AnswerReport(
+            answer,
+            streamed,
+            rerank_candidates=prepared.retrieval.rerank_candidates,
+            # Machine-readable codes when the answer carries them; else a kind per warning.
+            degradations=[str(code) for code in getattr(answer, "degraded", None) or ()]
+            or degradation_kinds(answer.warnings),
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(report)
+            except Exception:  # telemetry never fails an answer
+                logger.warning("answer listener failed", exc_info=True)
 
     def _no_sources_answer(self, prepared: PreparedRequest) -> str:
         author = prepared.author

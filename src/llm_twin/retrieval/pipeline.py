@@ -19,6 +19,7 @@ from llm_twin.domain.twins import TwinCatalog
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.llm.base import LLMClient
+from llm_twin.observability import conventions as oi
 from llm_twin.observability.tracing import set_attributes, trace_span
 from llm_twin.retrieval.conversation import FollowUp, FollowUpResolver, HelperLLMQuestionRewriter
 from llm_twin.retrieval.expansion import QueryExpander
@@ -131,10 +132,14 @@ class RetrievalPipeline:
         with trace_span(
             "retrieval",
             query_chars=len(asked),
-            k=k,
             expand_to_n=n,
-            mode=mode or self.settings.search_mode,
             history_turns=len(history),
+            attributes={
+                oi.SPAN_KIND: oi.CHAIN,
+                oi.K: k,
+                oi.SEARCH_MODE: mode or self.settings.search_mode,
+                oi.FUSION: self.settings.fusion,
+            },
         ):
             timed = self._timed
             followup: FollowUp | None = None
@@ -176,12 +181,36 @@ class RetrievalPipeline:
             # Grouping by document and reranking each need a pool larger than k to choose from.
             grouped = self.settings.k_split == "relevance"
             pool = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" or grouped else k
-            with trace_span("retrieval.search", queries=len(queries), author_filter=author_ids is not None):
+            content = self.settings.trace_content
+            with trace_span(
+                "retrieval.search",
+                queries=len(queries),
+                author_filter=author_ids is not None,
+                attributes={
+                    oi.SPAN_KIND: oi.RETRIEVER,
+                    oi.AUTHOR_FILTER: list(author_ids) if author_ids else None,
+                    oi.SEARCH_QUERIES: queries if content else None,
+                    oi.INPUT_VALUE: queries[0] if content else None,
+                },
+            ) as span:
                 found = self.retriever.run(queries, pool, author_ids=author_ids, mode=mode, hypothetical=hyde.passage)
+                set_attributes(span, oi.documents(oi.RETRIEVAL_DOCUMENTS, found.chunks, content=False))
             timings.update(found.timings_ms)
             t0 = time.perf_counter()
-            with trace_span("retrieval.rerank", backend=self.reranker.name, candidates=len(found.chunks)):
+            with trace_span(
+                "retrieval.rerank",
+                backend=self.reranker.name,
+                candidates=len(found.chunks),
+                attributes={
+                    oi.SPAN_KIND: oi.RERANKER,
+                    oi.RERANKER_MODEL_NAME: getattr(self.reranker, "description", self.reranker.name),
+                    oi.RERANKER_TOP_K: pool,
+                    oi.RERANKER_QUERY: queries[0] if content else None,
+                },
+            ) as span:
                 chunks = self.reranker.run(queries[0], found.chunks, top_k=pool)
+                set_attributes(span, oi.documents(oi.RERANKER_INPUT_DOCUMENTS, found.chunks, content=False))
+                set_attributes(span, oi.documents(oi.RERANKER_OUTPUT_DOCUMENTS, chunks, content=False))
             chunks = group_by_document(chunks, k, self.settings.max_chunks_per_document) if grouped else chunks[:k]
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             timings["total"] = (time.perf_counter() - started) * 1000
@@ -196,6 +225,7 @@ class RetrievalPipeline:
             timings_ms={key: round(value, 2) for key, value in timings.items()},
             warnings=warnings,
             hypothetical_document=hyde.passage,
+            rerank_candidates=len(found.chunks),
         )
 
     def _follow_up(self, query: str, history: Sequence[Turn], timings: dict[str, float]) -> FollowUp:
@@ -218,7 +248,7 @@ class RetrievalPipeline:
     @staticmethod
     def _timed(name: str, timings: dict[str, float], fn: Callable[..., T], *args: Any) -> T:
         t0 = time.perf_counter()
-        with trace_span(f"retrieval.{name}"):
+        with trace_span(f"retrieval.{name}", attributes={oi.SPAN_KIND: oi.CHAIN}):
             try:
                 return fn(*args)
             finally:

@@ -17,6 +17,8 @@ import numpy as np
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.embedding.bm25 import Bm25SparseEncoder, Sparse
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.observability import conventions as oi
+from llm_twin.observability.tracing import trace_span
 from llm_twin.store.base import Hit, SearchMode, SearchRequest, VectorStore
 
 #: Extra hits asked of the engine per list. RRF gives equal scores (a chunk at rank r in either
@@ -222,7 +224,15 @@ class QdrantHybridRetriever:
         dense: list = [None] * len(queries)
         sparse: list = [None] * len(queries)
         if mode != "sparse":
-            vectors = self.embedder.embed(texts)
+            with trace_span(
+                "retrieval.embed",
+                attributes={
+                    oi.SPAN_KIND: oi.EMBEDDING,
+                    oi.EMBEDDING_MODEL_NAME: getattr(self.embedder, "model_id", None),
+                    "texts": len(texts),
+                },
+            ):
+                vectors = self.embedder.embed(texts)
             if hypothetical:
                 blended = vectors[: len(queries)] + self.hyde_weight * vectors[-1]
                 vectors = blended / np.clip(np.linalg.norm(blended, axis=1, keepdims=True), 1e-12, None)

@@ -66,3 +66,5 @@ class RetrievalResult:
     search_queries: list[str] = field(default_factory=list)
     #: A follow-up's standalone question (what was searched instead of ``query``); None on a first turn.
     rewritten_query: str | None = None
+    #: Candidates the search handed to the reranker (None: not reported).
+    rerank_candidates: int | None = None

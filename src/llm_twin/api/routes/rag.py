@@ -17,6 +17,7 @@ from llm_twin.api.errors import describe_error
 from llm_twin.api.schemas import ErrorResponse, RAGRequest, RAGResponse, event_data
 from llm_twin.api.service import ThreadedStream
 from llm_twin.domain.limits import check_request
+from llm_twin.observability.context import current_request, note_error
 from llm_twin.rag.answer import RAGEvent
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ the response is Server-Sent Events, each ``data`` one JSON object:
   ``rerank``, retrieval ``timings_ms``, ``rewritten_query`` (with ``history``);
 - ``event: token`` — ``{"text": ...}`` per generated piece;
 - ``event: done`` — ``answer`` (full text), ``timings_ms`` (incl. ``ttft`` and ``total``), ``model``,
-  ``rerank``, ``usage``;
+  ``rerank``, ``usage``, ``trace_id`` (for ``POST /feedback``);
 - ``event: error`` — ``{"error": {"code", "message"}}`` if the LLM fails after the stream started.
 
 **Conversations.** ``history`` holds the earlier user/assistant turns; ``query`` is then a follow-up,
@@ -52,9 +53,14 @@ def sse(event: str, data: BaseModel) -> bytes:
     return f"event: {event}\ndata: {data.model_dump_json()}\n\n".encode()
 
 
-def encode_event(event: RAGEvent) -> bytes:
-    data = event_data(event)  # first: anything that is not an event is a TypeError
+def encode_event(event: RAGEvent, trace_id: str | None = None) -> bytes:
+    data = event_data(event, trace_id)  # first: anything that is not an event is a TypeError
     return sse(event.kind, data)
+
+
+def _trace_id() -> str | None:
+    context = current_request()
+    return context.trace_id if context else None
 
 
 def wants_stream(body: RAGRequest, request: Request) -> bool:
@@ -98,10 +104,23 @@ async def rag(
         "author": body.author,
         "history": history,
     }
+    streamed = wants_stream(body, request)
+    logger.info(
+        "rag request",
+        extra={
+            "question": query if settings.log_questions else None,  # only when LLM_TWIN_LOG_QUESTIONS allows it
+            "question_chars": len(query),
+            "history_turns": len(history) if history else 0,
+            "k": body.k,
+            "author": body.author,
+            "stream": streamed,
+        },
+    )
+    trace_id = _trace_id()
 
-    if not wants_stream(body, request):
+    if not streamed:
         answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
-        return RAGResponse.from_answer(answer)
+        return RAGResponse.from_answer(answer, trace_id)
 
     # The stream's producer holds one of the same worker slots as a blocking call, for its whole run.
     stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments), service.limiter).start()
@@ -120,17 +139,19 @@ async def rag(
         case _:  # the pipeline always starts with a sources event
             raise RuntimeError("RAG stream ended before its sources event")
     return StreamingResponse(
-        _event_stream(stream, first),
+        _event_stream(stream, first, trace_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _event_stream(stream: ThreadedStream[RAGEvent], first: RAGEvent | None) -> AsyncIterator[bytes]:
+async def _event_stream(
+    stream: ThreadedStream[RAGEvent], first: RAGEvent | None, trace_id: str | None = None
+) -> AsyncIterator[bytes]:
     """SSE bytes from the producer thread; closing this generator (client gone) stops generation."""
     try:
         if first is not None:
-            yield encode_event(first)
+            yield encode_event(first, trace_id)
         while True:
             try:
                 message = await stream.get(timeout=KEEPALIVE_S)
@@ -139,7 +160,7 @@ async def _event_stream(stream: ThreadedStream[RAGEvent], first: RAGEvent | None
                 continue
             match message:
                 case ("item", event):
-                    yield encode_event(event)
+                    yield encode_event(event, trace_id)
                 case ("error", error):
                     status, detail = describe_error(error)
                     logger.warning(
@@ -149,6 +170,7 @@ async def _event_stream(stream: ThreadedStream[RAGEvent], first: RAGEvent | None
                         error,
                         exc_info=error if status == 500 else None,
                     )
+                    note_error(detail.code)
                     yield sse("error", ErrorResponse(error=detail))
                     return
                 case _:
