@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from corpus_support import write_small_corpus
@@ -130,11 +131,22 @@ def test_cli_json_bad_lines_and_skip_bad(tmp_path, monkeypatch, small_corpus):
     assert f"{bad}:2: invalid JSON" in result.stderr
     assert f"{bad}:3: content_type must be one of" in result.stderr
     assert f"{bad}:4: missing field 'authors'" in result.stderr
-    result = runner.invoke(app, ["ingest", str(bad), "--json", "--skip-bad"])
+    metrics = tmp_path / "ingest.prom"
+    result = runner.invoke(app, ["ingest", str(bad), "--json", "--skip-bad", "--metrics-file", str(metrics)])
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert list(summary) == ["articles", "posts", "repositories", "authors", "chunks", "seconds"]
     assert (summary["posts"], summary["authors"], summary["chunks"]) == (1, 1, 1)
+    # The run's counters for Prometheus's textfile collector (the first run wrote the post already).
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples[("llm_twin_ingest_documents_total", (("outcome", "skipped"),))] == 1
+    assert samples[("llm_twin_ingest_bad_lines_total", ())] == 3
+    assert samples[("llm_twin_store_items", (("kind", "chunks"),))] == 1
+    assert samples[("llm_twin_ingest_duration_seconds", ())] > 0
 
 
 def test_cli_missing_file(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -15,11 +15,21 @@ from rich.table import Table
 from llm_twin.cli.errors import fail, user_errors
 from llm_twin.settings import load_settings
 
+if TYPE_CHECKING:
+    from llm_twin.ingest.pipeline import IngestReport
+
 
 def ingest(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="JSONL files; default: the three demo files.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the counts as JSON.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Exit 0 even if some lines were malformed.")] = False,
+    metrics_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--metrics-file",
+            help="Also write the run's counters in the Prometheus text format (for node_exporter's textfile collector).",
+        ),
+    ] = None,
 ) -> None:
     """Clean, chunk, embed and load documents into the vector store (re-runs skip unchanged documents)."""
     from llm_twin.ingest.pipeline import IngestPipeline
@@ -57,6 +67,8 @@ def ingest(
             report = pipeline.run(files, on_progress=on_progress, on_total=on_total)
         pipeline.close()
 
+    if metrics_file is not None:
+        _write_metrics(metrics_file, report)
     for bad in report.bad_lines:  # plain print: one line each, never wrapped, easy to grep
         print(bad, file=sys.stderr)
     if as_json:
@@ -80,3 +92,21 @@ def ingest(
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     app.command("ingest")(ingest)
+
+
+def _write_metrics(path: Path, report: IngestReport) -> None:
+    from llm_twin.observability.metrics import IngestMetrics
+
+    metrics = IngestMetrics()
+    metrics.run(
+        written=report.documents_written,
+        skipped=report.documents_skipped,
+        chunks=report.chunks_written,
+        bad_lines=len(report.bad_lines),
+        seconds=report.seconds,
+        stored=report.counts,
+    )
+    try:
+        metrics.write(str(path))
+    except OSError as error:
+        raise fail(f"--metrics-file: cannot write {path}: {error.strerror or error}") from None

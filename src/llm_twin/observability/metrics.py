@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -99,10 +99,6 @@ class ServiceMetrics:
         self._feedback_score = Histogram(
             f"{PREFIX}_feedback_score", "User feedback scores (-1, or 0..1).", buckets=SCORE_BUCKETS, registry=r
         )
-        self._ingest_documents = Counter(
-            f"{PREFIX}_ingest_documents", "Documents ingested, by outcome.", ["outcome"], registry=r
-        )
-        self._ingest_chunks = Counter(f"{PREFIX}_ingest_chunks", "Chunks written to the store.", registry=r)
         self._gauges = _GaugeSources()
         r.register(self._gauges)
         r.register(_SpanExportCollector())
@@ -148,19 +144,12 @@ class ServiceMetrics:
         for kind in degradations:
             self._degradations.labels(kind=kind).inc()
 
-    # --- feedback, ingest ------------------------------------------------------------------------
+    # --- feedback ------------------------------------------------------------------------------
 
     def feedback(self, score: float) -> None:
         verdict = "positive" if score > 0.5 else "negative" if score < 0.5 else "neutral"
         self._feedback.labels(verdict=verdict).inc()
         self._feedback_score.observe(score)
-
-    def ingest(self, *, written: int, skipped: int = 0, failed: int = 0, chunks: int = 0) -> None:
-        for outcome, count in (("written", written), ("skipped", skipped), ("failed", failed)):
-            if count:
-                self._ingest_documents.labels(outcome=outcome).inc(count)
-        if chunks:
-            self._ingest_chunks.inc(chunks)
 
     # --- values read at scrape time ---------------------------------------------------------------
 
@@ -177,6 +166,46 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
     content_type: Final = CONTENT_TYPE_LATEST
+
+
+class IngestMetrics:
+    """What one ``llm-twin ingest`` run did, for Prometheus's textfile collector (a batch job has no
+    endpoint to scrape: node_exporter reads the file it writes)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._documents = Counter(f"{PREFIX}_ingest_documents", "Documents read, by outcome.", ["outcome"], registry=r)
+        self._chunks = Counter(f"{PREFIX}_ingest_chunks", "Chunks embedded and written to the store.", registry=r)
+        self._bad_lines = Counter(f"{PREFIX}_ingest_bad_lines", "Malformed input lines skipped.", registry=r)
+        self._seconds = Gauge(f"{PREFIX}_ingest_duration_seconds", "Duration of the ingest run.", registry=r)
+        self._stored = Gauge(
+            f"{PREFIX}_store_items", "Items in the store after the run, by kind.", ["kind"], registry=r
+        )
+        self._finished = Gauge(f"{PREFIX}_ingest_last_success_timestamp_seconds", "When the run ended.", registry=r)
+
+    def run(
+        self,
+        *,
+        written: int,
+        skipped: int,
+        chunks: int,
+        bad_lines: int,
+        seconds: float,
+        stored: Mapping[str, int],
+    ) -> None:
+        self._documents.labels(outcome="written").inc(written)
+        self._documents.labels(outcome="skipped").inc(skipped)
+        self._chunks.inc(chunks)
+        self._bad_lines.inc(bad_lines)
+        self._seconds.set(seconds)
+        for kind, count in stored.items():
+            self._stored.labels(kind=kind).set(count)
+        self._finished.set_to_current_time()
+
+    def write(self, path: str) -> None:
+        """Write atomically (a temporary file, then a rename), as the textfile collector expects."""
+        write_to_textfile(path, self.registry)
 
 
 class _GaugeSources(Collector):
