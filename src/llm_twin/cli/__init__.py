@@ -1,4 +1,4 @@
-"""`llm-twin` command line: ingest | retrieve | ask | serve | mcp | eval | deploy | undeploy | train.
+"""`llm-twin` command line: ingest | retrieve | ask | serve | mcp | traces | eval | deploy | undeploy | train.
 
 One module per area registers its commands; this module only wires them up.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from llm_twin.cli import answers, authors, deploy, ingest, mcp, retrieval, serve, train
+from llm_twin.cli import answers, authors, deploy, ingest, mcp, retrieval, serve, traces, train
 
 app = typer.Typer(
     name="llm-twin",
@@ -19,7 +19,7 @@ app = typer.Typer(
 eval_app = typer.Typer(help="Evaluate parts of the pipeline.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-for _area in (ingest, retrieval, answers, authors, serve, mcp, deploy, train):
+for _area in (ingest, retrieval, answers, authors, serve, mcp, traces, deploy, train):
     _area.register(app, eval_app)
 
 
