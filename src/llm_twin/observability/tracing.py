@@ -54,6 +54,9 @@ _provider: TracerProvider | None = None
 _tracer: trace.Tracer = trace.NoOpTracer()
 _mode = "none"
 
+#: Who sends the spans; Phoenix files them under the OpenInference project name.
+RESOURCE = {"service.name": "llm-twin", "openinference.project.name": "llm-twin"}
+
 #: Standard variables that, with ``LLM_TWIN_TRACING=auto``, turn OTLP export on.
 OTEL_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -80,7 +83,7 @@ def configure_tracing(settings: Settings) -> str:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-        provider = TracerProvider(resource=Resource.create({"service.name": "llm-twin"}))
+        provider = TracerProvider(resource=Resource.create(RESOURCE))
         if mode == "console":
             provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
         elif mode in ("otlp", "opik"):
@@ -112,7 +115,7 @@ def install_exporter(exporter: Any, mode: str = "custom", *, batch: bool = False
 
     with _lock:
         _shutdown_locked()
-        provider = TracerProvider(resource=Resource.create({"service.name": "llm-twin"}))
+        provider = TracerProvider(resource=Resource.create(RESOURCE))
         provider.add_span_processor(
             bounded_batch_processor(exporter, queue_size) if batch else SimpleSpanProcessor(CountingExporter(exporter))  # type: ignore[arg-type]  # a duck-typed SpanExporter
         )
