@@ -18,8 +18,8 @@ from llm_twin.settings import load_settings
 class DegradedRetrieval(FakeRetrieval):
     """Reports the candidates it reranked and a failed query expansion, as the real pipeline does."""
 
-    def run(self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None):
-        result: RetrievalResult = super().run(query, k, expand_to_n, author)
+    def run(self, query: str, k: int | None = None, expand_to_n: int | None = None, author: str | None = None, **kw):
+        result: RetrievalResult = super().run(query, k, expand_to_n, author, **kw)
         result.rerank_candidates = 20
         result.warnings = ["query expansion timed out (TimeoutError); searched with the original query only"]
         result.timings_ms |= {"self_query": 0.5, "expansion": 3.0, "embedding": 4.0, "rerank": 6.0}
@@ -91,6 +91,9 @@ def test_errors_are_counted_by_code_and_unknown_paths_share_a_label(client: Test
     assert value(samples, "llm_twin_http_requests_total", route="/rag", method="POST", status="422") == 2
     assert value(samples, "llm_twin_http_requests_total", route="unmatched", method="GET", status="404") == 1
     assert not any("/no/such" in str(labels) for labels in samples["llm_twin_http_requests_total"])
+    # Routes that are not FastAPI's own (the static mount) are labelled by their template too.
+    assert client.get("/static/style.css").status_code == 200
+    assert value(scrape(client), "llm_twin_http_requests_total", route="/static", method="GET", status="200") == 1
 
 
 def test_stream_errors_after_the_start_are_counted(tmp_path) -> None:
@@ -112,3 +115,13 @@ def test_each_app_has_its_own_registry(tmp_path, client: TestClient) -> None:
         samples = scrape(other)
     assert value(samples, "llm_twin_rag_answers_total", mode="blocking") == 0
     assert value(scrape(client), "llm_twin_rag_answers_total", mode="blocking") == 1
+
+
+def test_answers_from_other_routes_are_counted_in_the_same_place(client: TestClient) -> None:
+    messages = [{"role": "user", "content": "What about pattern matching?"}]
+    assert client.post("/v1/chat/completions", json={"model": "twin", "messages": messages}).status_code == 200
+    samples = scrape(client)
+    assert value(samples, "llm_twin_rag_answers_total", mode="blocking") == 1
+    assert value(samples, "llm_twin_rag_stage_duration_seconds_count", stage="generation") == 1
+    route = "/v1/chat/completions"
+    assert value(samples, "llm_twin_http_requests_total", route=route, method="POST", status="200") == 1

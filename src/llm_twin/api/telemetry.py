@@ -24,6 +24,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Final
 
 from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_twin.observability import conventions as oi
@@ -106,11 +107,24 @@ class Telemetry:
         )
 
 
-def route_template(scope: Scope) -> str:
-    """The matched route's path template (``/rag``; a mount's prefix), never the raw path."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+def route_template(scope: Scope, before: Scope | None = None) -> str:
+    """The matched route's path template (``/rag``; a mount's prefix), never the raw path.
+
+    FastAPI records its own routes in ``scope["route"]``; plain Starlette routes added to the app
+    (``/mcp``, the ``/static`` mount) are matched again against ``before``, the request's scope as
+    it arrived.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str) and path:
+        return path
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        template = getattr(route, "path", None)
+        if isinstance(route, BaseRoute) and isinstance(template, str) and template and before is not None:
+            match, _ = route.matches(dict(before))
+            if match is Match.FULL:
+                return template
+    return UNMATCHED_ROUTE
 
 
 def _incoming_context(scope: Scope) -> Context | None:
@@ -140,6 +154,7 @@ class TelemetryMiddleware:
         context = RequestContext(request_id)
         metrics = self.telemetry.metrics
         status = 500  # if the app fails before it starts a response
+        arrived = dict(scope)  # routing adds to the scope; a route template is matched on the original
         started = time.perf_counter()
         metrics.request_started()
         span_block = (
@@ -173,7 +188,7 @@ class TelemetryMiddleware:
             try:
                 await self.app(scope, receive, send_with_ids)
             finally:
-                route = route_template(scope)
+                route = route_template(scope, arrived)
                 elapsed = time.perf_counter() - started
                 if span is not None:
                     span.update_name(f"{method} {route}")
