@@ -241,3 +241,25 @@ def test_v1_errors_use_the_openai_shape_while_rag_keeps_its_own(live_server: tup
     assert rag.status_code == 422 and rag.json()["error"]["field"] == "query"
     missing = httpx.get(f"{url}/v1/nothing-here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_references_number_every_source_and_share_a_line_per_document() -> None:
+    from llm_twin.api.routes.openai import references
+    from llm_twin.api.schemas import Source
+
+    def source(i: int, title: str, link: str | None) -> Source:
+        return Source(
+            id=f"c{i}",
+            collection="embedded_articles",
+            content_type="article",
+            title=title,
+            author_full_name="Guido van Rossum",
+            authors=["Guido van Rossum"],
+            link=link,
+            score=1.0,
+            snippet="...",
+        )
+
+    sources = [source(1, "PEP 8", "https://p/8"), source(2, "PEP 7", None), source(3, "PEP 8", "https://p/8")]
+    assert references(sources) == "\n\nSources:\n[1][3] PEP 8 — https://p/8\n[2] PEP 7"
+    assert references([]) == ""

@@ -38,7 +38,7 @@ def test_the_helper_rewrites_a_follow_up_from_the_conversation() -> None:
     assert "User: What did Guido van Rossum write about pattern matching?" in prompt
     assert "Assistant: He proposed match statements [1]." in prompt
     assert "Sources:" not in prompt and "pep-0634" not in prompt  # references are citations, not content
-    assert prompt.endswith(f"Last question: {FOLLOW_UP}\nStandalone question:")
+    assert prompt.endswith(f"Follow-up question: {FOLLOW_UP}\nStandalone question:")
     assert params.temperature == 0.0
 
 

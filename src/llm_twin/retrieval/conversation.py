@@ -20,11 +20,18 @@ from llm_twin.llm.helper import ask_helper
 from llm_twin.retrieval.author_resolver import AuthorResolver, shares_a_word
 from llm_twin.retrieval.types import AuthorMatch
 
+#: With the example, Qwen2.5-Coder-1.5B rewrote both follow-ups of a hand check ("What else did he write
+#: about code style?" -> "What else did Guido van Rossum write about code style?"); without it, it
+#: continued the conversation with an answer. SmolLM2-135M answers either way (``parse_rewrite`` refuses it).
 REWRITE_SYSTEM = (
-    "Rewrite the last question of a conversation as a standalone question that can be understood without "
-    "the conversation. Replace pronouns such as he, she, they, it or this with the names or things they refer "
-    "to, keep every name and technical term, and do not answer the question. Reply with the standalone "
-    "question only, on one line."
+    "You rewrite a follow-up question from a conversation as a standalone question that can be understood "
+    "without the conversation: replace pronouns such as he, she, they, it or this with the names or things "
+    "they refer to, and keep every name and technical term. Never answer the question. Reply with the "
+    "standalone question only.\n\n"
+    "Example:\nConversation:\nUser: What did Ada Lovelace write about the Analytical Engine?\n"
+    "Assistant: She described how it could compute Bernoulli numbers [1].\n"
+    "Follow-up question: What else did she write about?\n"
+    "Standalone question: What else did Ada Lovelace write about?"
 )
 #: The helper sees the latest turns only, each cut short: a rewrite needs the recent referents, and
 #: a short prompt keeps it one quick helper call.
@@ -101,7 +108,7 @@ class HelperLLMQuestionRewriter:
             {"role": "system", "content": REWRITE_SYSTEM},
             {
                 "role": "user",
-                "content": f"Conversation:\n{conversation}\n\nLast question: {question}\nStandalone question:",
+                "content": f"Conversation:\n{conversation}\nFollow-up question: {question}\nStandalone question:",
             },
         ]
         params = GenerationParams(max_new_tokens=64, temperature=0.0)

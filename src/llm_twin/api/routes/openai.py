@@ -122,13 +122,20 @@ def to_conversation(messages: Sequence[ChatMessageIn]) -> tuple[str, list[Turn]]
 
 
 def references(sources: Sequence[Source]) -> str:
-    """The numbered references appended to the answer text ("" without sources)."""
+    """The numbered references appended to the answer text ("" without sources).
+
+    Each source keeps its number (the answer cites ``[n]``), but the chunks of one document share a
+    line: "[1][2] Style Guide for Python Code — https://peps.python.org/pep-0008/".
+    """
     if not sources:
         return ""
-    lines = []
+    numbers: dict[tuple[str, str | None], list[int]] = {}
     for n, source in enumerate(sources, 1):
-        title = source.title or source.id
-        lines.append(f"[{n}] {title} — {source.link}" if source.link else f"[{n}] {title}")
+        numbers.setdefault((source.title or source.id, source.link), []).append(n)
+    lines = []
+    for (title, link), ns in numbers.items():
+        cited = "".join(f"[{n}]" for n in ns)
+        lines.append(f"{cited} {title} — {link}" if link else f"{cited} {title}")
     return f"\n\n{SOURCES_HEADING}\n" + "\n".join(lines)
 
 
