@@ -34,7 +34,7 @@ def test_the_follow_up_is_answered_from_the_author_of_the_first_turn(client: ope
     first = client.chat.completions.create(model="twin", messages=[{"role": "user", "content": FIRST}])
     assert first.author["full_name"] == "Guido van Rossum" and first.rewritten_query is None
     answer = first.choices[0].message.content
-    assert "\n\nSources:\n[1] " in answer
+    assert "\n\nSources:\n[1]" in answer
 
     stream = client.chat.completions.create(
         model="twin",
@@ -55,5 +55,5 @@ def test_the_follow_up_is_answered_from_the_author_of_the_first_turn(client: ope
     print(f"rewritten: {final.rewritten_query!r}; warnings: {final.warnings}")
     assert final.sources and all("Guido van Rossum" in s["authors"] for s in final.sources)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert "\n\nSources:\n[1] " in text
+    assert "\n\nSources:\n[1]" in text
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
