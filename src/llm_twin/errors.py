@@ -45,6 +45,13 @@ class InvalidInputError(LLMTwinError, ValueError):
         self.message = message
 
 
+class PayloadTooLargeError(InvalidInputError):
+    """A request body over its limit (the field names the limit)."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
 class NotFoundError(LLMTwinError, LookupError):
     """What the request names does not exist; ``field`` names where it was named."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from llm_twin import __version__
 from llm_twin.api.errors import install_error_handlers
 from llm_twin.api.mcp import build_mcp_server, mount_streamable_http
-from llm_twin.api.routes import feedback, health, metrics, openai, rag
+from llm_twin.api.routes import documents, feedback, health, metrics, openai, rag
 from llm_twin.api.service import ServiceState
 from llm_twin.api.telemetry import Telemetry, TelemetryMiddleware
 from llm_twin.observability import configure_tracing
@@ -27,7 +27,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(
-    settings: Settings | None = None, pipeline: RAGPipeline | None = None, *, background_start: bool = False
+    settings: Settings | None = None,
+    pipeline: RAGPipeline | None = None,
+    *,
+    background_start: bool = False,
+    ingest_paths: Sequence[Path] = (),
+    watch_dir: Path | None = None,
 ) -> FastAPI:
     """The API. ``pipeline`` (tests, embedding in another app) skips building one from ``settings``.
 
@@ -35,13 +40,17 @@ def create_app(
     ``background_start`` (``llm-twin serve``) lets the server accept connections meanwhile: ``/health``
     answers during the model load, ``/ready`` returns 503 "starting", ``/rag`` waits for the load.
     ``/mcp`` serves the MCP tools over streamable HTTP, answering through the same pipeline and limit.
+    ``ingest_paths`` are ingested in the background from the start (serve first), and ``watch_dir``'s
+    JSONL files as they land; ``/ready`` reports the progress.
     """
     settings = settings or (pipeline.settings if pipeline is not None else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_tracing(settings)  # a misconfigured exporter fails startup, with a clear message
-        service = ServiceState(settings, pipeline, listeners=[telemetry.record_answer])
+        service = ServiceState(
+            settings, pipeline, listeners=[telemetry.record_answer], ingest_paths=ingest_paths, watch_dir=watch_dir
+        )
         app.state.service = service
         telemetry.watch_service(service)
         await service.start(background=background_start)
@@ -65,6 +74,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(rag.router)
     app.include_router(openai.router)
+    app.include_router(documents.router)
     # The tools find the service when called: it is built when the app starts, after the routes.
     mcp_sessions = mount_streamable_http(app, build_mcp_server(lambda: app.state.service), settings)
     app.include_router(feedback.router)

@@ -35,6 +35,13 @@ class ServiceStartingError(ServiceNotReadyError):
     public_message = "the service is loading its models; try again shortly"
 
 
+class LiveIndexUnavailableError(ServiceNotReadyError):
+    """The pipeline in use cannot add documents (one built from parts without a writable store)."""
+
+    code = "index_unavailable"
+    public_message = "this service cannot add or delete documents"
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import dataclasses
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,7 +21,11 @@ from llm_twin.domain.limits import (
     MIN_K,
     TRACE_ID_PATTERN,
 )
+from llm_twin.ingest.progress import ProgressSnapshot
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
+
+if TYPE_CHECKING:
+    from llm_twin.ingest.pipeline import IngestReport  # heavy (the embedder); only a parameter type
 
 SNIPPET_CHARS = 240
 
@@ -275,6 +280,28 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class IngestProgressResponse(BaseModel):
+    """Progress of the background ingest: one object, also read by the page and /metrics."""
+
+    state: Literal["idle", "planning", "running", "optimizing", "done", "failed"] = Field(
+        description="planning: reading and chunking; running: writing; optimizing: building the index."
+    )
+    source: str | None = Field(description="What is being ingested.")
+    documents_total: int
+    documents_done: int = Field(description="Written, or skipped as unchanged.")
+    documents_skipped: int
+    chunks_total: int
+    chunks_done: int
+    elapsed_s: float
+    chunks_per_s: float | None
+    eta_s: float | None
+    error: str | None = None
+
+    @classmethod
+    def from_snapshot(cls, snapshot: ProgressSnapshot) -> IngestProgressResponse:
+        return cls(**dataclasses.asdict(snapshot))
+
+
 class ReadyResponse(BaseModel):
     status: Literal["ready"] = "ready"
     model: str
@@ -283,6 +310,11 @@ class ReadyResponse(BaseModel):
     rerank_backend: str = Field(description="As configured (LLM_TWIN_RERANK_BACKEND), e.g. auto.")
     rerank: str = Field(description="The reranker actually in use, e.g. cross-encoder or none.")
     tracing: str
+    ingest: IngestProgressResponse | None = Field(
+        default=None,
+        description="The background ingest (`llm-twin serve --ingest/--watch`); questions are answered from "
+        "what is indexed so far. Absent when the service runs none.",
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -293,3 +325,30 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class DocumentsWrittenResponse(BaseModel):
+    """What ``POST /documents`` did: new and changed documents written, unchanged ones skipped."""
+
+    received: int = Field(description="Records in the request.")
+    written: int = Field(description="New or changed documents (a changed one replaces all its old chunks).")
+    skipped: int = Field(description="Unchanged documents (same text and embedding recipe as stored).")
+    chunks_written: int
+    counts: dict[str, int] = Field(description="What the store holds now: documents per type, authors, chunks.")
+    seconds: float
+
+    @classmethod
+    def from_report(cls, report: IngestReport, received: int) -> DocumentsWrittenResponse:
+        return cls(
+            received=received,
+            written=report.documents_written,
+            skipped=report.documents_skipped,
+            chunks_written=report.chunks_written,
+            counts=report.counts,
+            seconds=round(report.seconds, 3),
+        )
+
+
+class DocumentDeletedResponse(BaseModel):
+    id: str
+    deleted: dict[str, int] = Field(description="Chunks removed, per content type the id was stored under.")

@@ -7,12 +7,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Generic, Literal, TypeVar
+from pathlib import Path
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
-from llm_twin.api.errors import ServiceNotReadyError
+from llm_twin.api.errors import LiveIndexUnavailableError, ServiceNotReadyError
 from llm_twin.errors import LLMTwinError
+from llm_twin.ingest.live import LiveIndex
+from llm_twin.ingest.pipeline import IngestPipeline
+from llm_twin.ingest.progress import ProgressSnapshot
 from llm_twin.rag.pipeline import AnswerListener, RAGPipeline
 from llm_twin.settings import Settings
 
@@ -22,6 +26,15 @@ T = TypeVar("T")
 
 #: After a failed start (store missing, model not loadable), retry at most this often.
 RETRY_INTERVAL_S = 5.0
+
+
+@runtime_checkable
+class WritableRetrieval(Protocol):
+    """A retrieval pipeline that can hand out a writer over its own store (the real one can)."""
+
+    def open_writer(self) -> IngestPipeline: ...
+
+    def refresh_authors(self) -> None: ...
 
 
 class ServiceState:
@@ -35,12 +48,25 @@ class ServiceState:
     call holds a slot for its run, a stream for its producer's whole run; more requests wait in
     arrival order, and the local model's fair queue orders the generations among those admitted.
     It is apart from anyio's default pool, so queued requests never starve other sync work.
+
+    ``index`` is the process's one writer (``POST/DELETE /documents``, ``ingest_paths`` ingested
+    in the background from the start, a watched folder), over the store handle search uses.
     """
 
     def __init__(
-        self, settings: Settings, pipeline: RAGPipeline | None = None, listeners: Sequence[AnswerListener] = ()
+        self,
+        settings: Settings,
+        pipeline: RAGPipeline | None = None,
+        listeners: Sequence[AnswerListener] = (),
+        *,
+        ingest_paths: Sequence[Path] = (),
+        watch_dir: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.ingest_paths = list(ingest_paths)
+        self.watch_dir = watch_dir
+        self._index: LiveIndex | None = None
+        self._jobs_started = False
         self._pipeline = pipeline
         #: Told about every completed answer (metrics), attached to the pipeline once it is built.
         self._listeners = list(listeners)
@@ -101,17 +127,58 @@ class ServiceState:
             self._ready, self._error = True, None
             return self._pipeline
 
+    @property
+    def index(self) -> LiveIndex | None:
+        return self._index
+
+    def ingest_progress(self) -> ProgressSnapshot | None:
+        """The background ingest's progress (None: this service runs none and ran none)."""
+        if self._index is None or not (self.ingest_paths or self.watch_dir):
+            return None
+        return self._index.snapshot()
+
+    async def require_index(self) -> LiveIndex:
+        """The writer; it works before search can (a service started on an empty data dir)."""
+        if self._index is None:
+            try:
+                await self.require_pipeline()
+            except LLMTwinError:
+                if self._index is None:
+                    raise
+        if self._index is None:
+            raise LiveIndexUnavailableError("this retrieval pipeline cannot write")
+        return self._index
+
+    def index_changed(self) -> None:
+        """After a write: a start that failed for want of a store is retried by the next request."""
+        if not self._ready:
+            self._last_attempt = float("-inf")
+
     def _build(self) -> RAGPipeline:
         pipeline = self._pipeline or RAGPipeline.from_settings(self.settings)
         for listener in self._listeners:
             pipeline.add_listener(listener)
         self._pipeline = pipeline  # keep it: a retry only needs to warm up again
+        retrieval = pipeline.retrieval
+        if self._index is None and isinstance(retrieval, WritableRetrieval):
+            self._index = LiveIndex(retrieval.open_writer(), on_change=retrieval.refresh_authors)
+        if self._index is not None and not self._jobs_started and (self.ingest_paths or self.watch_dir):
+            # Serve first: the collections exist before search opens them, and the ingest runs
+            # while the models load and afterwards, beside the requests.
+            self._index.prepare()
+            if self.ingest_paths:
+                self._index.start_ingest(self.ingest_paths)
+            if self.watch_dir is not None:
+                self._index.start_watch(self.watch_dir)
+            self._jobs_started = True
         started = time.perf_counter()
         pipeline.warm_up()
         logger.info("pipeline ready in %.2fs (model %s)", time.perf_counter() - started, pipeline.llm.model_name)
         return pipeline
 
     async def close(self) -> None:
+        if self._index is not None:  # background jobs stop after their group in progress
+            await anyio.to_thread.run_sync(self._index.close)
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the loading thread itself cannot be interrupted; the process is exiting
             return

@@ -80,3 +80,9 @@ def check_history(history: Sequence[Turn]) -> None:
         total += len(turn.content)
     if total > MAX_HISTORY_CHARS:
         raise InvalidInputError("history", f"must have at most {MAX_HISTORY_CHARS} characters in all (got {total})")
+
+
+#: ``POST /documents`` (and ``llm-twin ingest --url``, which sends batches under both): a request
+#: is written as one unit, so it is bounded in records and bytes; more is sent as more requests.
+MAX_DOCUMENTS_PER_REQUEST = 1000
+MAX_DOCUMENTS_BODY_BYTES = 16 * 1024 * 1024

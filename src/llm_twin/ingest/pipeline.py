@@ -92,39 +92,49 @@ class IngestPipeline:
         registry: AuthorRegistry | None = None,
     ) -> None:
         self.settings = settings
+        # A store handed in belongs to its giver (the API's retrieval pipeline shares its one
+        # handle: the embedded engine allows one per process), so ``close()`` leaves it open.
+        self._owns_store = store is None
         self.store = store or open_store(settings)
         self.embedder = embedder or OnnxSentenceEmbedder.from_settings(settings)
         self.registry = registry or AuthorRegistry(settings.registry_path)
         self.bm25 = Bm25SparseEncoder(avg_len=settings.bm25_avg_len)
         self.chunker: TokenChunker | None = None
+        self._collections_ready = False
 
     def warm_up(self) -> None:
+        """Load the embedder and create (or bring up to date) the collections; once per instance."""
         self.embedder.warm_up()
         if self.chunker is None:
             self.chunker = TokenChunker(
                 self.embedder.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens
             )
-        self.store.ensure_collections(list(self.settings.collections.values()), self.embedder.dimension)
+        if not self._collections_ready:
+            self.store.ensure_collections(list(self.settings.collections.values()), self.embedder.dimension)
+            self._collections_ready = True
 
     # --- reading -------------------------------------------------------------------------
     def read(self, paths: list[Path]) -> tuple[list[Document], list[BadLine]]:
+        return self.documents(item for path in paths for item in read_jsonl(Path(path)))
+
+    def documents(self, items: Iterable[RawRecord | BadLine]) -> tuple[list[Document], list[BadLine]]:
+        """Parsed lines (from files or a request body) to documents with resolved authors."""
         records: list[RawRecord] = []
         bad: list[BadLine] = []
         seen: dict[tuple[str, str], RawRecord] = {}
-        for path in paths:
-            for item in read_jsonl(Path(path)):
-                if isinstance(item, BadLine):
-                    bad.append(item)
-                    continue
-                key = (item.data["content_type"], item.data["id"].strip())
-                if key in seen:
-                    first = seen[key]
-                    bad.append(
-                        BadLine(item.path, item.line, f"duplicate id {key[1]!r} (first at {first.path}:{first.line})")
-                    )
-                    continue
-                seen[key] = item
-                records.append(item)
+        for item in items:
+            if isinstance(item, BadLine):
+                bad.append(item)
+                continue
+            key = (item.data["content_type"], item.data["id"].strip())
+            if key in seen:
+                first = seen[key]
+                bad.append(
+                    BadLine(item.path, item.line, f"duplicate id {key[1]!r} (first at {first.path}:{first.line})")
+                )
+                continue
+            seen[key] = item
+            records.append(item)
         linker = AuthorLinker(self.registry.authors())
         linker.learn(name for r in records for name in r.author_names)
         documents = []
@@ -180,11 +190,49 @@ class IngestPipeline:
         return report
 
     def ingest_documents(
-        self, documents: list[Document], on_progress: Progress | None = None, on_total: Progress | None = None
+        self,
+        documents: list[Document],
+        on_progress: Progress | None = None,
+        on_total: Progress | None = None,
+        *,
+        optimize: bool = True,
     ) -> IngestReport:
+        """Write what is new or changed. ``optimize=False`` (a few documents added to a live
+        service) leaves the new points in the engine's small appendable segment, searched exactly,
+        instead of rebuilding indexes on every call."""
         started = time.perf_counter()
         self.warm_up()
+        self.record_authors(documents)
+        pending, skipped = self.pending(documents)
+        planned = [(doc, self.chunk(doc)) for doc in pending]
+        if on_total:
+            on_total(sum(len(c) for _, c in planned))
+        report = IngestReport(counts={}, seconds=0.0, documents_skipped=skipped)
+        nonempty = self.nonempty_types()
+        group: list[tuple[Document, list[tuple[Chunk, str]]]] = []
+        size = 0
+        for doc, chunks in planned:
+            group.append((doc, chunks))
+            size += len(chunks)
+            if size >= GROUP_CHUNKS:
+                self.write_group(group, nonempty, report, on_progress)
+                group, size = [], 0
+        if group:
+            self.write_group(group, nonempty, report, on_progress)
+        self.finish(optimize=optimize)
+        report.counts = self.counts()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def record_authors(self, documents: Iterable[Document]) -> None:
         self.registry.upsert_authors({a.id: a for d in documents for a in d.authors}.values())
+
+    def is_current(self, doc: Document) -> bool:
+        """The ledger holds this exact version (same text, same embedding recipe)."""
+        return self.registry.document_hash(doc.content_type, doc.id) == self.stored_hash(doc)
+
+    def pending(self, documents: list[Document]) -> tuple[list[Document], int]:
+        """The documents to write (new or changed) in content-type order, and how many are unchanged."""
         pending: list[Document] = []
         skipped = 0
         for content_type in CONTENT_TYPES:
@@ -196,32 +244,35 @@ class IngestPipeline:
                     skipped += 1
                 else:
                     pending.append(doc)
-        planned = [(doc, self.chunk(doc)) for doc in pending]
-        if on_total:
-            on_total(sum(len(c) for _, c in planned))
-        report = IngestReport(counts={}, seconds=0.0, documents_skipped=skipped)
-        # A collection that already holds points may hold stale or half-written ones of any
-        # pending document (changed text, or a crash before it was recorded): delete those first.
-        nonempty = {ct for ct, name in self.settings.collections.items() if self.store.count(name) > 0}
-        group: list[tuple[Document, list[tuple[Chunk, str]]]] = []
-        size = 0
-        for doc, chunks in planned:
-            group.append((doc, chunks))
-            size += len(chunks)
-            if size >= GROUP_CHUNKS:
-                self._write_group(group, nonempty, report, on_progress)
-                group, size = [], 0
-        if group:
-            self._write_group(group, nonempty, report, on_progress)
+        return pending, skipped
+
+    def nonempty_types(self) -> set[ContentType]:
+        """Content types whose collection holds points: only there can a pending document have stale
+        or half-written points (changed text, or a crash before it was recorded) to delete first."""
+        return {ct for ct, name in self.settings.collections.items() if self.store.count(name) > 0}
+
+    def finish(self, *, optimize: bool = True) -> None:
         # Builds HNSW (and the quantized copy) once after the bulk load; with nothing to do it is a
         # no-op, and it also applies a changed index or quantization setting to an unchanged corpus.
-        self.store.optimize()
+        if optimize:
+            self.store.optimize()
         self.registry.refresh_counts()
-        report.counts = self.counts()
-        report.seconds = time.perf_counter() - started
-        return report
 
-    def _write_group(
+    def delete_document(self, document_id: str, content_type: ContentType | None = None) -> dict[str, int]:
+        """Remove a document's points and its ledger row; {content type: chunks it had} (empty: unknown)."""
+        removed: dict[str, int] = {}
+        for ct in (content_type,) if content_type else CONTENT_TYPES:
+            if self.registry.document_hash(ct, document_id) is None:
+                continue
+            removed[ct] = self.registry.document_chunks(ct, document_id)
+            self.store.delete_document(self.settings.collections[ct], document_id)
+            self.store.flush()
+            self.registry.forget_document(ct, document_id)
+        if removed:
+            self.registry.refresh_counts()
+        return removed
+
+    def write_group(
         self,
         group: list[tuple[Document, list[tuple[Chunk, str]]]],
         nonempty: set[ContentType],
@@ -264,5 +315,6 @@ class IngestPipeline:
         return counts
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
         self.registry.close()

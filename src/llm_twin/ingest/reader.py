@@ -108,21 +108,47 @@ def read_jsonl(path: Path) -> Iterator[RawRecord | BadLine]:
             if not line:
                 break
             line_no += 1
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield BadLine(path, line_no, f"invalid JSON ({error.msg} at column {error.colno})")
-                continue
-            if not isinstance(data, dict):
-                yield BadLine(path, line_no, "a record must be a JSON object")
-                continue
-            try:
-                _validate(data)
-                yield RawRecord(path, line_no, data, _authors(data))
-            except RecordError as error:
-                yield BadLine(path, line_no, str(error))
+            if line.strip():
+                yield parse_line(line, path, line_no)
+
+
+#: Where records of a request body are said to come from in errors.
+REQUEST_BODY = Path("request")
+
+
+def parse_body(text: str) -> tuple[list[RawRecord | BadLine], str]:
+    """A request body: a JSON array of records, or JSONL. The records and what a position is
+    called in errors ("item" of an array, "line" of JSONL; both counted from 1)."""
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RecordError(f"invalid JSON array ({error.msg} at line {error.lineno} column {error.colno})") from None
+        if not isinstance(data, list):
+            raise RecordError("expected a JSON array of records")
+        return [parse_record(item, REQUEST_BODY, i) for i, item in enumerate(data, start=1)], "item"
+    lines = text.splitlines()
+    return [parse_line(line, REQUEST_BODY, i) for i, line in enumerate(lines, start=1) if line.strip()], "line"
+
+
+def parse_line(line: str, path: Path, line_no: int) -> RawRecord | BadLine:
+    """One JSONL line (``path`` and ``line_no`` name it in errors: a file, or a request body)."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        return BadLine(path, line_no, f"invalid JSON ({error.msg} at column {error.colno})")
+    return parse_record(data, path, line_no)
+
+
+def parse_record(data: Any, path: Path, line_no: int) -> RawRecord | BadLine:
+    """One decoded record (a JSONL line's object, or an element of a JSON array)."""
+    if not isinstance(data, dict):
+        return BadLine(path, line_no, "a record must be a JSON object")
+    try:
+        _validate(data)
+        return RawRecord(path, line_no, data, _authors(data))
+    except RecordError as error:
+        return BadLine(path, line_no, str(error))
 
 
 def _validate(data: dict[str, Any]) -> None:

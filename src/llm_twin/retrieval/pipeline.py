@@ -18,6 +18,7 @@ from llm_twin.domain.limits import check_request
 from llm_twin.domain.twins import TwinCatalog
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.llm.base import LLMClient
 from llm_twin.observability import conventions as oi
 from llm_twin.observability.tracing import set_attributes, trace_span
@@ -99,6 +100,16 @@ class RetrievalPipeline:
             self.reranker.name,
         )
         self._warm = True
+
+    def open_writer(self) -> IngestPipeline:
+        """An ingest pipeline over this pipeline's store handle and embedder (the embedded engine
+        allows one handle per process, so a serving process writes through the one it reads with).
+        The caller closes it; that leaves the shared store open."""
+        return IngestPipeline(self.settings, store=self.store, embedder=self.embedder)
+
+    def refresh_authors(self) -> None:
+        """Re-read the author registry after a write in this process (new authors, new counts)."""
+        self.self_query.refresh()
 
     def resolve_author(self, name: str) -> AuthorMatch:
         """An explicit author must name exactly one known author; otherwise a 422-style error."""

@@ -86,6 +86,13 @@ class AuthorRegistry:
             ).fetchall()
         return dict(rows)
 
+    def document_hash(self, content_type: str, document_id: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT content_hash FROM documents WHERE content_type = ? AND id = ?", (content_type, document_id)
+            ).fetchone()
+        return str(row[0]) if row else None
+
     def document_chunks(self, content_type: str, document_id: str) -> int:
         with self._lock:
             row = self._conn.execute(
@@ -115,6 +122,11 @@ class AuthorRegistry:
                 [(i, t, h, n, json.dumps(a)) for i, t, h, n, a in rows],
             )
 
+    def forget_document(self, content_type: str, document_id: str) -> None:
+        """Drop a document from the ledger (after its points were deleted)."""
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM documents WHERE content_type = ? AND id = ?", (content_type, document_id))
+
     def upsert_authors(self, authors: Iterable[Author]) -> None:
         """Merge aliases; counts are recomputed from the documents table by ``refresh_counts``."""
         with self._lock, self._conn:
@@ -134,5 +146,8 @@ class AuthorRegistry:
                 for aid in json.loads(author_ids):
                     per = counts.setdefault(aid, {})
                     per[content_type] = per.get(content_type, 0) + 1
+            # An author whose last document was deleted keeps the row (self-query still knows the
+            # name) with no counts, rather than the counts of documents that are gone.
+            self._conn.execute("UPDATE authors SET counts = '{}'")
             for aid, per in counts.items():
                 self._conn.execute("UPDATE authors SET counts = ? WHERE id = ?", (json.dumps(per), aid))

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import ServiceStartingError
-from llm_twin.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
+from llm_twin.api.schemas import ErrorResponse, HealthResponse, IngestProgressResponse, ReadyResponse
 from llm_twin.observability import tracing_mode
 
 router = APIRouter(tags=["health"])
@@ -30,6 +30,7 @@ async def ready(service: ServiceDep, settings: SettingsDep) -> ReadyResponse:
     if service.starting:
         raise ServiceStartingError("models loading")
     pipeline = await service.require_pipeline()  # retries a failed start (at most every 5 s)
+    progress = service.ingest_progress()
     return ReadyResponse(
         model=pipeline.llm.model_name,
         embedding_model=settings.embedding_model,
@@ -37,4 +38,5 @@ async def ready(service: ServiceDep, settings: SettingsDep) -> ReadyResponse:
         rerank_backend=settings.rerank_backend,
         rerank=pipeline.retrieval.rerank_name,
         tracing=tracing_mode(),
+        ingest=IngestProgressResponse.from_snapshot(progress) if progress is not None else None,
     )
