@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -29,6 +30,18 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to bind (default LLM_TWIN_API_HOST).")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port (default LLM_TWIN_API_PORT).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn / app log level.")] = "info",
+    ingest: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--ingest",
+            help="JSONL file to ingest in the background while serving (repeatable; `--ingest demo`: the demo "
+            "files). Answers come from what is indexed so far; /ready shows the progress.",
+        ),
+    ] = None,
+    watch: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder whose JSONL files are ingested, and again whenever one is added or changed."),
+    ] = None,
 ) -> None:
     """Serve the API and the web page (one process: the local model is loaded once)."""
     import uvicorn
@@ -38,6 +51,12 @@ def serve(
     from llm_twin.observability.logs import configure_logging
 
     settings = _settings()
+    ingest_paths = [p for path in ingest or [] for p in (settings.demo_files if str(path) == "demo" else [path])]
+    missing = [str(p) for p in ingest_paths if not p.is_file()]
+    if missing:
+        raise fail(f"--ingest: no such file: {', '.join(missing)}")
+    if watch is not None and not watch.is_dir():
+        raise fail(f"--watch: no such folder: {watch}")
     with user_errors():
         configure_tracing(settings)  # fail here with one line rather than in the lifespan
     configure_logging(settings.log_format, log_level)
@@ -46,7 +65,7 @@ def serve(
     # The app knows where it is served: /mcp checks the Host header only on a loopback address.
     settings = settings.model_copy(update={"api_host": host, "api_port": port})
     uvicorn.run(
-        create_app(settings, background_start=True),
+        create_app(settings, background_start=True, ingest_paths=ingest_paths, watch_dir=watch),
         host=host,
         port=port,
         log_level=log_level.lower(),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_twin.embedding.quantize import SUFFIX, file_digest, fold_weights
+from llm_twin.embedding.quantize import SUFFIX, file_digest, fold_weights, without_preprocessing_advice
 
 PACKED = "packed"
 POSITION_IDS = "position_ids"
@@ -66,7 +66,8 @@ def packed_model(source: Path, tokenizer: Path, cache_dir: Path, quantized: bool
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             staged = Path(tmp) / "packed-int8.onnx"
-            quantize_dynamic(str(packed), str(staged), weight_type=QuantType.QInt8, per_channel=True)
+            with without_preprocessing_advice():
+                quantize_dynamic(str(packed), str(staged), weight_type=QuantType.QInt8, per_channel=True)
             packed = staged
         os.replace(packed, target)
     return target

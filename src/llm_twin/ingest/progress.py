@@ -41,11 +41,11 @@ class ProgressSnapshot:
         if self.chunks_per_s is not None:
             text += f", {self.chunks_per_s:.1f} chunks/s"
         if self.eta_s is not None:
-            text += f", ETA {_duration(self.eta_s)}"
-        return text + f", elapsed {_duration(self.elapsed_s)}"
+            text += f", ETA {format_duration(self.eta_s)}"
+        return text + f", elapsed {format_duration(self.elapsed_s)}"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     minutes, whole = divmod(round(seconds), 60)
     return f"{minutes}m{whole:02d}s" if minutes else f"{whole}s"
 
