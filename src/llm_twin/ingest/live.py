@@ -70,6 +70,7 @@ class LiveIndex:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._closed = False
         #: One job at a time (a start-up ingest and the watcher): they share one progress.
         self._job_lock = threading.Lock()
 
@@ -81,13 +82,18 @@ class LiveIndex:
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop background jobs after the group in progress, then release the writer's own resources."""
-        if self._stop.is_set():
+        if self._closed:
             return
+        self._closed = True
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout_s)
         with self._lock:
             self.writer.close()
+
+    def stop(self) -> None:
+        """Ask background jobs to stop after the group in progress (``close()`` also waits for them)."""
+        self._stop.set()
 
     @property
     def stopping(self) -> bool:
