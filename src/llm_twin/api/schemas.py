@@ -283,8 +283,8 @@ class HealthResponse(BaseModel):
 class IngestProgressResponse(BaseModel):
     """Progress of the background ingest: one object, also read by the page and /metrics."""
 
-    state: Literal["idle", "planning", "running", "optimizing", "done", "failed"] = Field(
-        description="planning: reading and chunking; running: writing; optimizing: building the index."
+    state: Literal["idle", "planning", "running", "done", "failed"] = Field(
+        description="planning: reading and chunking; running: writing."
     )
     source: str | None = Field(description="What is being ingested.")
     documents_total: int

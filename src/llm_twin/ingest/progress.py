@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-IngestState = Literal["idle", "planning", "running", "optimizing", "done", "failed"]
+IngestState = Literal["idle", "planning", "running", "done", "failed"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ProgressSnapshot:
 
     @property
     def active(self) -> bool:
-        return self.state in ("planning", "running", "optimizing")
+        return self.state in ("planning", "running")
 
     def line(self) -> str:
         """One log line (non-TTY progress)."""
@@ -87,10 +87,6 @@ class IngestProgress:
             self._documents_done += documents
             self._documents_skipped += documents
             self._chunks_total -= chunks
-
-    def optimizing(self) -> None:
-        with self._lock:
-            self._state = "optimizing"
 
     def end(self, error: str | None = None) -> None:
         with self._lock:
