@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(default=None, description="Use a Qdrant server instead of the embedded engine.")
     qdrant_api_key: SecretStr | None = None
     qdrant_timeout_s: float = Field(default=10.0, gt=0)
+    registry_collection_prefix: str = Field(
+        default="llm_twin_",
+        description="With a Qdrant server: the author registry and the ingest ledger are the payload-only "
+        "collections <prefix>authors and <prefix>documents (the embedded engine keeps authors.sqlite).",
+    )
+    registry_refresh_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="With a Qdrant server: how often each API replica re-reads the authors (new ones written by "
+        "an ingest elsewhere become known without a restart).",
+    )
     dense_quantization: Literal["int8", "none"] = Field(
         default="int8",
         description="int8: the HNSW search walks a scalar int8 copy of the dense vectors held in RAM, then rescores "

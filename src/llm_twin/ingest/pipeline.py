@@ -22,8 +22,8 @@ from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.ingest.chunk import TokenChunker
 from llm_twin.ingest.reader import BadLine, RawRecord, RecordError, read_jsonl, to_document
 from llm_twin.settings import Settings
-from llm_twin.store import StoredPoint, VectorStore, open_store
-from llm_twin.store.registry import AuthorRegistry
+from llm_twin.store import StoredPoint, VectorStore, open_registry, open_store
+from llm_twin.store.registry import Registry
 
 #: Chunks embedded and written per step: large enough to sort by length, small enough to resume.
 GROUP_CHUNKS = 1024
@@ -89,7 +89,7 @@ class IngestPipeline:
         settings: Settings,
         store: VectorStore | None = None,
         embedder: OnnxSentenceEmbedder | None = None,
-        registry: AuthorRegistry | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.settings = settings
         # A store handed in belongs to its giver (the API's retrieval pipeline shares its one
@@ -97,7 +97,7 @@ class IngestPipeline:
         self._owns_store = store is None
         self.store = store or open_store(settings)
         self.embedder = embedder or OnnxSentenceEmbedder.from_settings(settings)
-        self.registry = registry or AuthorRegistry(settings.registry_path)
+        self.registry = registry or open_registry(settings, self.store)
         self.bm25 = Bm25SparseEncoder(avg_len=settings.bm25_avg_len)
         self.chunker: TokenChunker | None = None
         self._collections_ready = False

@@ -30,7 +30,7 @@ from llm_twin.retrieval.search import QdrantHybridRetriever, group_by_document
 from llm_twin.retrieval.self_query import SelfQuery
 from llm_twin.retrieval.types import AuthorMatch, Reranker, RetrievalResult
 from llm_twin.settings import Settings
-from llm_twin.store import VectorStore, open_store
+from llm_twin.store import VectorStore, open_store, registry_in_store
 from llm_twin.store.base import SearchMode
 
 T = TypeVar("T")
@@ -51,7 +51,10 @@ class RetrievalPipeline:
         self.store = store or open_store(settings)
         self.embedder = embedder or OnnxSentenceEmbedder.from_settings(settings)
         self.helper_llm = helper_llm
-        self.self_query = SelfQuery.from_settings(settings, helper_llm)
+        # With a Qdrant server the authors live there (read-only here, re-read now and then);
+        # the embedded engine's registry is the sqlite file beside the vectors.
+        shared = registry_in_store(self.store, settings, read_only=True)
+        self.self_query = SelfQuery.from_settings(settings, helper_llm, shared.authors if shared else None)
         self.follow_up = FollowUpResolver(HelperLLMQuestionRewriter(helper_llm, settings.helper_llm_timeout_s))
         self.expander = QueryExpander(helper_llm, settings.expand_max, settings.helper_llm_timeout_s)
         self.hyde = (

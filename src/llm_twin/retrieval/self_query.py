@@ -9,9 +9,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_twin.domain.authors import Author
+from llm_twin.domain.people import read_aliases
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
 from llm_twin.llm.helper import ask_helper
 from llm_twin.retrieval.author_resolver import AuthorResolver, shares_a_word
@@ -55,10 +59,18 @@ class SelfQuery:
         llm: LLMClient | None = None,
         use_llm: bool = False,
         timeout_s: float = 20.0,
+        authors: Callable[[], list[Author]] | None = None,
+        refresh_s: float | None = None,
     ) -> None:
-        if registry_path is None and resolver is None:
-            raise ValueError("SelfQuery needs a registry path or a resolver")
+        if registry_path is None and resolver is None and authors is None:
+            raise ValueError("SelfQuery needs a registry path, an authors source or a resolver")
         self.registry_path = registry_path
+        #: Where the authors are read when they are not in a local file (a registry in Qdrant).
+        self.authors_source = authors
+        #: Re-read the authors this often (a shared registry that other processes write); None: never.
+        self.refresh_s = refresh_s
+        self._loaded_at = 0.0
+        self._refreshing = threading.Event()
         self.aliases_file = aliases_file
         self.llm = llm
         self.use_llm = use_llm and llm is not None
@@ -67,35 +79,64 @@ class SelfQuery:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, helper_llm: LLMClient | None = None) -> SelfQuery:
+    def from_settings(
+        cls,
+        settings: Settings,
+        helper_llm: LLMClient | None = None,
+        authors: Callable[[], list[Author]] | None = None,
+    ) -> SelfQuery:
+        """``authors``: a shared registry's reader (Qdrant), re-read every ``LLM_TWIN_REGISTRY_REFRESH_S``."""
         return cls(
             settings.registry_path,
             aliases_file=settings.aliases_file,
             llm=helper_llm,
             use_llm=settings.self_query_llm,
             timeout_s=settings.helper_llm_timeout_s,
+            authors=authors,
+            refresh_s=settings.registry_refresh_s if authors is not None else None,
         )
+
+    def _load(self) -> AuthorResolver:
+        if self.authors_source is not None:
+            return AuthorResolver(self.authors_source(), read_aliases(self.aliases_file))
+        assert self.registry_path is not None
+        return AuthorResolver.from_registry(self.registry_path, self.aliases_file)
 
     def warm_up(self) -> None:
         if self._resolver is not None:
             return
         with self._lock:
             if self._resolver is None:
-                assert self.registry_path is not None
-                self._resolver = AuthorResolver.from_registry(self.registry_path, self.aliases_file)
-                logger.info("self-query: %d authors indexed from %s", len(self._resolver), self.registry_path)
+                self._resolver = self._load()
+                self._loaded_at = time.monotonic()
+                logger.info("self-query: %d authors indexed", len(self._resolver))
 
     def refresh(self) -> None:
-        """Re-read the registry (after an ingest in the same process)."""
-        if self.registry_path is None:
+        """Re-read the registry (after an ingest in this process, or when the shared one may have changed)."""
+        if self.registry_path is None and self.authors_source is None:
             return
-        resolver = AuthorResolver.from_registry(self.registry_path, self.aliases_file)
+        resolver = self._load()
         with self._lock:
             self._resolver = resolver
+            self._loaded_at = time.monotonic()
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self.refresh()
+        except Exception as error:  # keep answering with the authors read before
+            logger.warning("self-query: re-reading the authors failed: %s", error)
+            self._loaded_at = time.monotonic()
+        finally:
+            self._refreshing.clear()
 
     @property
     def resolver(self) -> AuthorResolver:
         self.warm_up()
+        stale = self.refresh_s is not None and time.monotonic() - self._loaded_at >= self.refresh_s
+        if stale and not self._refreshing.is_set():
+            # A request never waits for the re-read: it uses the authors read before, this once.
+            self._refreshing.set()
+            threading.Thread(target=self._refresh_in_background, name="authors-refresh", daemon=True).start()
         assert self._resolver is not None
         return self._resolver
 

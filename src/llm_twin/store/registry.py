@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from llm_twin.domain.authors import Author, normalize_name
 
@@ -30,6 +31,34 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (content_type, id)
 );
 """
+
+
+class Registry(Protocol):
+    """Authors and the ingest ledger: ``AuthorRegistry`` (sqlite) or ``QdrantAuthorRegistry``."""
+
+    def authors(self) -> list[Author]: ...
+
+    def get(self, author_id: str) -> Author | None: ...
+
+    def find_by_name(self, name: str) -> Author | None: ...
+
+    def document_hashes(self, content_type: str) -> dict[str, str]: ...
+
+    def document_hash(self, content_type: str, document_id: str) -> str | None: ...
+
+    def document_chunks(self, content_type: str, document_id: str) -> int: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def record_documents(self, rows: Iterable[tuple[str, str, str, int, list[str]]]) -> None: ...
+
+    def forget_document(self, content_type: str, document_id: str) -> None: ...
+
+    def upsert_authors(self, authors: Iterable[Author]) -> None: ...
+
+    def refresh_counts(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class AuthorRegistry:
