@@ -1,4 +1,4 @@
-# make demo: install everything, ingest the sample corpus, serve the API + web page on 127.0.0.1:8000.
+# make demo: install everything, serve the API + web page on 127.0.0.1:8000 while the sample corpus is ingested.
 # make test: install (if needed) and run the test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -39,9 +39,9 @@ install-train: $(STAMP)
 ingest: install
 	$(BIN)/llm-twin ingest
 
+# Serve first: the page answers at once, from what the background ingest has indexed so far.
 demo: install install-models
-	$(BIN)/llm-twin ingest
-	$(BIN)/llm-twin serve --host 127.0.0.1 --port 8000
+	$(BIN)/llm-twin serve --host 127.0.0.1 --port 8000 --ingest demo
 
 serve: install install-models
 	$(BIN)/llm-twin serve
