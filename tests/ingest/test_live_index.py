@@ -4,6 +4,7 @@ duplicates, content types are interleaved, and posted records are validated befo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,33 @@ def test_a_bad_record_in_a_post_writes_nothing(tmp_path: Path) -> None:
     finally:
         index.close()
         writer.store.close()
+
+
+def test_a_watched_folder_is_ingested_and_new_or_changed_files_as_they_land(tmp_path: Path) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    note = {"id": "w1", "content_type": "post", "author": "Wanda Watcher", "text": "The first note."}
+    (folder / "first.jsonl").write_text(json.dumps(note) + "\n", encoding="utf-8")
+    (folder / "ignored.txt").write_text("not a JSONL file\n", encoding="utf-8")
+    writer = IngestPipeline(load_settings(data_dir=tmp_path / "data"))
+    index = LiveIndex(writer)
+
+    def wait_until(condition, what: str) -> None:
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    try:
+        index.start_watch(folder)
+        wait_until(lambda: writer.registry.document_hash("post", "w1") is not None, "the existing file")
+        first = writer.registry.document_hash("post", "w1")
+        (folder / "second.jsonl").write_text(json.dumps({**note, "id": "w2", "text": "A second."}) + "\n")
+        wait_until(lambda: writer.registry.document_hash("post", "w2") is not None, "the new file")
+        (folder / "first.jsonl").write_text(json.dumps({**note, "text": "The first note, edited."}) + "\n")
+        wait_until(lambda: writer.registry.document_hash("post", "w1") != first, "the changed file")
+        counts = writer.counts()
+    finally:
+        index.close()
+        writer.store.close()
+    assert (counts["posts"], counts["chunks"], counts["authors"]) == (2, 2, 1)
