@@ -71,6 +71,9 @@ def test_serve_first_ingests_in_the_background_and_reports_progress(server: str)
     assert ready.status_code == 200 and ready.json()["ingest"]["state"] == "done"
     answer = httpx.post(f"{server}/rag", json={"query": "pattern matching"}, timeout=60).json()
     assert {s["content_type"] for s in answer["sources"]} == {"article"}
+    metrics = httpx.get(f"{server}/metrics").text
+    done = next(line for line in metrics.splitlines() if line.startswith("llm_twin_ingest_documents_done "))
+    assert float(done.split()[1]) == 5
 
 
 def test_ingest_url_sends_the_files_in_batches(server: str, small_corpus: list[Path]) -> None:

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Final
 
@@ -105,6 +106,24 @@ class Telemetry:
             "Calls waiting for the local model (generation and helper), not counting the running one.",
             lambda: float(getattr(service.pipeline.llm, "queue_length", 0)) if service.pipeline else 0.0,
         )
+
+        # The background ingest (serve --ingest / --watch): the same progress object /ready shows.
+        def progress(field: str) -> Callable[[], float]:
+            def read() -> float:
+                snapshot = service.ingest_progress()
+                return float(getattr(snapshot, field) or 0.0) if snapshot is not None else 0.0
+
+            return read
+
+        for field, documentation in (
+            ("documents_total", "Documents of the background ingest."),
+            ("documents_done", "Documents of the background ingest written or skipped as unchanged."),
+            ("chunks_total", "Chunks the background ingest has to write."),
+            ("chunks_done", "Chunks the background ingest has written."),
+            ("chunks_per_s", "Chunks per second the background ingest writes."),
+            ("eta_s", "Seconds the background ingest still needs, estimated."),
+        ):
+            m.watch(f"ingest_{field}", documentation, progress(field))
 
 
 def route_template(scope: Scope, before: Scope | None = None) -> str:
