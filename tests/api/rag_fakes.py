@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
@@ -14,6 +15,8 @@ from llm_twin.llm.base import ChatMessage, Completion, GenerationParams, LLMClie
 from llm_twin.retrieval.author_resolver import AuthorResolver
 from llm_twin.retrieval.conversation import FollowUpResolver, HelperLLMQuestionRewriter
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
+from llm_twin.settings import load_settings
+from llm_twin.store.registry import AuthorRegistry
 
 GUIDO = Author.from_name("Guido van Rossum")
 BARRY = Author.from_name("Barry Warsaw")
@@ -181,3 +184,22 @@ class FakeLLM:
                 time.sleep(0.001)
         finally:
             self.stream_closed.set()
+
+
+def write_registry(data_dir: Path) -> None:
+    """Three names, two of them one person (a name rule links "Pablo Galindo" to the longer byline)."""
+    names = ("Guido van Rossum", "Pablo Galindo Salgado", "Pablo Galindo")
+    guido, pablo, pablo_commits = (Author.from_name(name).id for name in names)
+    documents = [
+        *((f"pep-{i}", "article", "h", 1, [guido]) for i in range(3)),
+        ("python-dev-1", "post", "h", 1, [guido]),
+        ("pep-0634", "article", "h", 1, [pablo, guido]),
+        ("cpython@1", "repository", "h", 1, [pablo_commits]),
+    ]
+    registry = AuthorRegistry(load_settings(data_dir=data_dir).registry_path)
+    try:
+        registry.upsert_authors(Author.from_name(name) for name in names)
+        registry.record_documents(documents)
+        registry.refresh_counts()
+    finally:
+        registry.close()

@@ -17,14 +17,12 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import CallToolResult, TextResourceContents
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from rag_fakes import FakeLLM, FakeRetrieval
+from rag_fakes import FakeLLM, FakeRetrieval, write_registry
 from test_api_cli import small_env
 
 from llm_twin.domain.authors import Author
 from llm_twin.errors import StoreUnavailableError
 from llm_twin.observability import install_exporter, shutdown_tracing
-from llm_twin.settings import load_settings
-from llm_twin.store.registry import AuthorRegistry
 
 T = TypeVar("T")
 SECRET = "/secret/path/at/line/42 Traceback"
@@ -45,25 +43,6 @@ def call_tool(server: str | StdioServerParameters, name: str, arguments: dict[st
 
 def text_of(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if block.type == "text")
-
-
-def write_registry(data_dir: Path) -> None:
-    """Three names, two of them one person (a name rule links "Pablo Galindo" to the longer byline)."""
-    names = ("Guido van Rossum", "Pablo Galindo Salgado", "Pablo Galindo")
-    guido, pablo, pablo_commits = (Author.from_name(name).id for name in names)
-    documents = [
-        *((f"pep-{i}", "article", "h", 1, [guido]) for i in range(3)),
-        ("python-dev-1", "post", "h", 1, [guido]),
-        ("pep-0634", "article", "h", 1, [pablo, guido]),
-        ("cpython@1", "repository", "h", 1, [pablo_commits]),
-    ]
-    registry = AuthorRegistry(load_settings(data_dir=data_dir).registry_path)
-    try:
-        registry.upsert_authors(Author.from_name(name) for name in names)
-        registry.record_documents(documents)
-        registry.refresh_counts()
-    finally:
-        registry.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from llm_twin import __version__
 from llm_twin.api.errors import install_error_handlers
 from llm_twin.api.mcp import build_mcp_server, mount_streamable_http
-from llm_twin.api.routes import documents, feedback, health, metrics, openai, rag
+from llm_twin.api.routes import authors, documents, feedback, health, metrics, openai, rag
 from llm_twin.api.service import ServiceState
 from llm_twin.api.telemetry import Telemetry, TelemetryMiddleware
 from llm_twin.observability import configure_tracing
@@ -73,6 +73,7 @@ def create_app(
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     app.include_router(health.router)
     app.include_router(rag.router)
+    app.include_router(authors.router)
     app.include_router(openai.router)
     app.include_router(documents.router)
     # The tools find the service when called: it is built when the app starts, after the routes.

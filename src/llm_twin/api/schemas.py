@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,7 +22,7 @@ from llm_twin.domain.limits import (
     TRACE_ID_PATTERN,
 )
 from llm_twin.ingest.progress import ProgressSnapshot
-from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
+from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, StatusEvent, TokenEvent
 
 if TYPE_CHECKING:
     from llm_twin.ingest.pipeline import IngestReport  # heavy (the embedder); only a parameter type
@@ -64,6 +64,14 @@ class RAGRequest(BaseModel):
         bool | None,
         Field(description="Server-Sent Events; when omitted, `Accept: text/event-stream` asks for a stream."),
     ] = None
+    progress: Annotated[
+        bool,
+        Field(
+            description="With a stream: also send an `event: status` before each stage (stage, message, "
+            "elapsed_ms). The stream (200) then starts at the first one, so an error found later in retrieval "
+            "(e.g. an unknown `author`) arrives as `event: error` instead of an HTTP status."
+        ),
+    ] = False
     history: Annotated[
         list[HistoryTurn] | None,
         Field(
@@ -95,6 +103,8 @@ class Source(BaseModel):
     author_full_name: str = Field(description="All authors of the source document, comma-separated.")
     authors: list[str]
     link: str | None
+    date: str | None = Field(default=None, description="The document's date, when the corpus has one.")
+    document_id: str | None = Field(default=None, description="The document the chunk is part of.")
     score: float
     snippet: str
 
@@ -110,6 +120,8 @@ class Source(BaseModel):
             author_full_name=chunk.author_full_name,
             authors=list(chunk.authors) or [chunk.author_full_name],
             link=chunk.link,
+            date=chunk.date,
+            document_id=chunk.document_id,
             score=round(float(chunk.score), 6),
             snippet=snippet,
         )
@@ -221,7 +233,14 @@ class RAGResponse(BaseModel):
         return cls.from_events(SourcesEventData.from_context(answer), DoneEventData.from_answer(answer, trace_id))
 
 
-EventData = SourcesEventData | TokenEventData | DoneEventData
+class StatusEventData(BaseModel):
+    stage: str = Field(description="rewrite, author, expand, search, rerank, read or write.")
+    message: str
+    elapsed_ms: float = Field(description="Since the request started.")
+    count: int | None = None
+
+
+EventData = SourcesEventData | TokenEventData | DoneEventData | StatusEventData
 
 
 def event_data(event: RAGEvent, trace_id: str | None = None) -> EventData:
@@ -233,6 +252,8 @@ def event_data(event: RAGEvent, trace_id: str | None = None) -> EventData:
         return TokenEventData(text=event.text)
     if isinstance(event, DoneEvent):
         return DoneEventData.from_answer(event.answer, trace_id)
+    if isinstance(event, StatusEvent):
+        return StatusEventData(stage=event.stage, message=event.message, elapsed_ms=event.elapsed_ms, count=event.count)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -271,6 +292,47 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     status: Literal["recorded"] = "recorded"
     trace_id: str
+
+
+# --- authors ---------------------------------------------------------------------------------------
+
+
+class AuthorAlias(BaseModel):
+    """Another name the person writes under, and what links it to them."""
+
+    name: str
+    id: str
+    linked_by: str = Field(description='"same name", "name rule" or "aliases file".')
+
+
+class AuthorSummary(BaseModel):
+    """One person: the shown name, the other names, documents per content type (all names together)."""
+
+    id: str = Field(description="The shown author's id; `author` in /rag accepts the name or any other name.")
+    name: str
+    names: list[AuthorAlias]
+    documents: dict[str, int] = Field(description="Documents per content type, e.g. article, post, repository.")
+    total_documents: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AuthorSummary:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            names=[AuthorAlias(**name) for name in row["names"]],
+            documents=row["documents"],
+            total_documents=sum(row["documents"].values()),
+        )
+
+
+class AuthorsPage(BaseModel):
+    """People in the corpus, most documents first; ``total`` counts every match of ``q``."""
+
+    total: int
+    offset: int
+    limit: int
+    q: str | None
+    authors: list[AuthorSummary]
 
 
 # --- health, errors -------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ MAX_AUTHOR_CHARS = 200
 #: (20 turns of 16,000 characters is about 4,000 tokens in English).
 MAX_HISTORY_TURNS = 20
 MAX_HISTORY_CHARS = 16_000
+#: ``GET /authors``: people per page (the page's author picker asks for one screenful at a time).
+MAX_AUTHORS_PAGE = 200
+DEFAULT_AUTHORS_PAGE = 50
 #: Per-request generation overrides (``/v1/chat/completions``); the configured defaults are not bounded by these.
 MAX_REQUEST_NEW_TOKENS = 4096
 MAX_STOP_SEQUENCES = 4

@@ -3,7 +3,8 @@
 ``AnswerContext`` is everything known before generation: the sources, the author, how the question
 was searched, the timings so far. A ``RAGAnswer`` is that context plus the generated text and its
 usage. A stream sends the context first (``SourcesEvent``), then ``TokenEvent`` pieces, then the
-whole answer (``DoneEvent``); the API's JSON models are built from these two shapes.
+whole answer (``DoneEvent``); the API's JSON models are built from these two shapes. A stream asked
+for progress also sends a ``StatusEvent`` before each stage.
 """
 
 from __future__ import annotations
@@ -87,4 +88,17 @@ class DoneEvent:
     answer: RAGAnswer
 
 
-RAGEvent = SourcesEvent | TokenEvent | DoneEvent
+@dataclass(frozen=True, kw_only=True)
+class StatusEvent:
+    """A stage starts (only when the stream was asked for progress): ``stage`` is a stable code
+    (rewrite, author, expand, search, rerank, read, write), ``message`` says it for a person,
+    ``elapsed_ms`` is the time since the request started, ``count`` the number in the message."""
+
+    kind: ClassVar[Literal["status"]] = "status"
+    stage: str
+    message: str
+    elapsed_ms: float
+    count: int | None = None
+
+
+RAGEvent = SourcesEvent | TokenEvent | DoneEvent | StatusEvent

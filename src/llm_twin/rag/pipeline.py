@@ -12,8 +12,11 @@ Closing a stream early stops generation and frees the model.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
@@ -26,7 +29,8 @@ from llm_twin.errors import InvalidInputError
 from llm_twin.llm.base import GenerationParams, LLMClient
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
 from llm_twin.observability import conventions as oi
-from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, TokenEvent
+from llm_twin.observability.progress import report_progress, reporting_progress
+from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, StatusEvent, TokenEvent
 from llm_twin.rag.context import ExtractiveContextSelector
 from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
 
@@ -263,14 +267,17 @@ class RAGPipeline:
         *,
         history: Sequence[Turn] = (),
         params: GenerationParams | None = None,
+        progress: bool = False,
     ) -> Generator[RAGEvent, None, None]:
         """Sources, then tokens as they are generated, then done (see ``llm_twin.rag.answer``).
 
         Errors before the sources event (invalid input, store unavailable) raise from the first
-        ``next()``; LLM errors raise after the sources event. Spans are never left current across
-        a ``yield``, so the consumer may iterate from any thread.
+        ``next()`` (with ``progress``: from the ``next()`` after the last status event before them);
+        LLM errors raise after the sources event. Spans are never left current across a ``yield``,
+        so the consumer may iterate from any thread. ``progress``: a ``StatusEvent`` before each
+        stage (retrieval then runs in a helper thread, so its stages can be sent while it works).
         """
-        return self._answer(query, k, expand_to_n, author, history, params, streamed=True)
+        return self._answer(query, k, expand_to_n, author, history, params, streamed=True, progress=progress)
 
     def _answer(
         self,
@@ -282,9 +289,11 @@ class RAGPipeline:
         params: GenerationParams | None,
         *,
         streamed: bool,
+        progress: bool = False,
     ) -> Generator[RAGEvent, None, None]:
         """The one orchestration: prepare → sources → generate → done, traced under one ``rag`` span."""
         content = self.settings.trace_content
+        started = time.perf_counter()
         root = start_span(
             "rag",
             query_chars=len(query),
@@ -295,8 +304,14 @@ class RAGPipeline:
             attributes={oi.SPAN_KIND: oi.CHAIN, oi.K: k, oi.INPUT_VALUE: query if content else None},
         )
         try:
-            with activate(root):
-                prepared = self.prepare(query, k, expand_to_n, author, history=history, params=params or self.params)
+            params = params or self.params
+            if progress:
+                prepared = yield from self._prepare_reporting(
+                    started, root, query, k, expand_to_n, author, history=history, params=params
+                )
+            else:
+                with activate(root):
+                    prepared = self.prepare(query, k, expand_to_n, author, history=history, params=params)
             if prepared.retrieval.rewritten_query is not None:
                 set_attributes(root, {"conversation.rewritten_query": prepared.retrieval.rewritten_query})
             sources = self._sources(prepared)
@@ -307,6 +322,8 @@ class RAGPipeline:
                     self._first_token(prepared)
                 yield TokenEvent(generation.text)
             else:
+                if progress:
+                    yield self._status(started, "write", "Writing the answer")
                 generation = yield from self._generate(prepared, prepared.prompt, root, streamed)
             if streamed and "ttft" not in prepared.timings_ms:  # the model produced nothing at all
                 self._first_token(prepared)
@@ -394,6 +411,57 @@ class RAGPipeline:
 
     # --- internals ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _status(started: float, stage: str, message: str, count: int | None = None) -> StatusEvent:
+        return StatusEvent(stage=stage, message=message, count=count, elapsed_ms=_ms(time.perf_counter() - started))
+
+    def _prepare_reporting(
+        self,
+        started: float,
+        root: Span,
+        query: str,
+        k: int | None,
+        expand_to_n: int | None,
+        author: str | None,
+        *,
+        history: Sequence[Turn],
+        params: GenerationParams,
+    ) -> Generator[StatusEvent, None, PreparedRequest]:
+        """``prepare()`` in a helper thread, yielding its stages' status events as they are reported.
+
+        A generator cannot yield from inside the blocking retrieval call, so the call runs beside it and
+        reports into a queue. The thread runs in a copy of this context (the ``rag`` span's parent).
+        """
+        events: queue.Queue[StatusEvent | None] = queue.Queue()
+        outcome: list[PreparedRequest | BaseException] = []
+
+        def report(stage: str, message: str, count: int | None) -> None:
+            events.put(self._status(started, stage, message, count))
+
+        def work() -> None:
+            try:
+                with reporting_progress(report), activate(root):
+                    outcome.append(self.prepare(query, k, expand_to_n, author, history=history, params=params))
+            except BaseException as error:  # handed to the generator, which raises it
+                outcome.append(error)
+            finally:
+                events.put(None)
+
+        context = contextvars.copy_context()
+        worker = threading.Thread(target=context.run, args=(work,), name="rag-prepare", daemon=True)
+        worker.start()
+        try:
+            while (event := events.get()) is not None:
+                yield event
+        finally:
+            # Closed early (the client left): retrieval cannot be interrupted, but it is bounded;
+            # waiting keeps this request's worker slot held until the thread is done with the store.
+            worker.join()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
     def prepare(
         self,
         query: str,
@@ -447,6 +515,9 @@ class RAGPipeline:
         timings = {key: value for key, value in result.timings_ms.items() if key != "total"}
         timings["retrieval"] = retrieval_ms
 
+        if result.chunks:
+            n = len(result.chunks)
+            report_progress("read", f"Reading {n} source{'' if n == 1 else 's'}", n)
         chunks = self._select(result, timings) if self.selector is not None else result.chunks
         prompt: GroundedPrompt | None = None
         if chunks:

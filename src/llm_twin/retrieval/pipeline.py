@@ -21,6 +21,7 @@ from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.llm.base import LLMClient
 from llm_twin.observability import conventions as oi
+from llm_twin.observability.progress import report_progress
 from llm_twin.observability.tracing import set_attributes, trace_span
 from llm_twin.retrieval.conversation import FollowUp, FollowUpResolver, HelperLLMQuestionRewriter
 from llm_twin.retrieval.expansion import QueryExpander
@@ -159,9 +160,12 @@ class RetrievalPipeline:
             followup: FollowUp | None = None
             query = asked
             if history:  # before self-query and expansion, which then work on the standalone question
+                report_progress("rewrite", "Rewriting the follow-up question")
                 followup = self._follow_up(asked, history, timings)
                 warnings.extend(followup.warnings)
                 query = followup.question
+            if n > 1:
+                report_progress("expand", f"Expanding the question into {n} searches", n)
             # Each step runs in a copy of this context, so its span is a child of the retrieval span.
             expansion_future = self._pool.submit(
                 contextvars.copy_context().run, timed, "expansion", timings, self.expander.run, query, n
@@ -171,6 +175,8 @@ class RetrievalPipeline:
                 if self.hyde
                 else None
             )
+            if author is not None or followup is None or followup.author is None:
+                report_progress("author", "Resolving the author")
             if author is not None:
                 match = timed("self_query", timings, self.resolve_author, author)
             elif followup is not None and followup.author is not None:
@@ -195,6 +201,9 @@ class RetrievalPipeline:
             # Grouping by document and reranking each need a pool larger than k to choose from.
             grouped = self.settings.k_split == "relevance"
             pool = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" or grouped else k
+            report_progress(
+                "search", f"Searching with {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}", len(queries)
+            )
             content = self.settings.trace_content
             with trace_span(
                 "retrieval.search",
@@ -211,6 +220,8 @@ class RetrievalPipeline:
                 set_attributes(span, oi.documents(oi.RETRIEVAL_DOCUMENTS, found.chunks, content=False))
             timings.update(found.timings_ms)
             t0 = time.perf_counter()
+            if self.reranker.name != "none":
+                report_progress("rerank", f"Reranking {len(found.chunks)} passages", len(found.chunks))
             with trace_span(
                 "retrieval.rerank",
                 backend=self.reranker.name,

@@ -29,13 +29,11 @@ from pydantic import BaseModel, Field, ValidationError
 from llm_twin import __version__
 from llm_twin.api.errors import describe_error
 from llm_twin.api.mcp.models import TwinAnswer, WritingSearch
+from llm_twin.api.people import read_people
 from llm_twin.api.service import ServiceState
 from llm_twin.domain.limits import MAX_AUTHOR_CHARS, MAX_K, MAX_QUERY_CHARS, MIN_K, check_request
-from llm_twin.domain.people import link_people, people_rows, read_aliases
-from llm_twin.errors import InvalidInputError, LLMTwinError, StoreUnavailableError
+from llm_twin.errors import InvalidInputError, LLMTwinError
 from llm_twin.observability import record_error, set_attributes, trace_span
-from llm_twin.settings import Settings
-from llm_twin.store.registry import AuthorRegistry
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -185,20 +183,6 @@ class TwinTools:
         except LLMTwinError as error:
             raise ResourceError(error.safe_message) from None
         return json.dumps(rows, ensure_ascii=False)
-
-
-def read_people(settings: Settings) -> list[dict[str, Any]]:
-    """Every person in the author registry, with the names they write under (read-only, per call:
-    an ingest while the server runs shows up at the next read)."""
-    if not settings.registry_path.exists():
-        raise StoreUnavailableError(f"no author registry at {settings.registry_path}")
-    aliases = read_aliases(settings.aliases_file)
-    registry = AuthorRegistry(settings.registry_path, read_only=True)
-    try:
-        everyone = registry.authors()
-    finally:
-        registry.close()
-    return people_rows(everyone, link_people(everyone, aliases))
 
 
 def build_mcp_server(service: ServiceProvider, lifespan: Lifespan | None = None) -> TwinMCPServer:

@@ -34,6 +34,10 @@ Answer ``query`` from the indexed writing, citing sources as ``[n]`` (``sources[
 **Streaming.** With ``"stream": true`` (or, when ``stream`` is omitted, ``Accept: text/event-stream``)
 the response is Server-Sent Events, each ``data`` one JSON object:
 
+- ``event: status`` — only with ``"progress": true``: before each stage, ``stage`` (``rewrite``, ``author``,
+  ``expand``, ``search``, ``rerank``, ``read``, ``write``), ``message`` (e.g. "Reading 5 sources"),
+  ``elapsed_ms`` since the request started, ``count``; the stream then starts at the first one, so a
+  retrieval error (e.g. an unknown author) arrives as ``event: error``;
 - ``event: sources`` — once retrieval is done: ``sources``, ``author``, ``expanded_queries``, ``model``,
   ``rerank``, retrieval ``timings_ms``, ``rewritten_query`` (with ``history``);
 - ``event: token`` — ``{"text": ...}`` per generated piece;
@@ -123,10 +127,12 @@ async def rag(
         return RAGResponse.from_answer(answer, trace_id)
 
     # The stream's producer holds one of the same worker slots as a blocking call, for its whole run.
-    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments), service.limiter).start()
+    stream: ThreadedStream[RAGEvent] = ThreadedStream(
+        partial(pipeline.stream, **arguments, progress=body.progress), service.limiter
+    ).start()
     try:
-        # Wait for the sources event before committing to a 200, so retrieval errors (bad author,
-        # store gone) still get their JSON status code.
+        # Wait for the first event (the sources, unless progress was asked for) before committing to
+        # a 200, so retrieval errors (bad author, store gone) still get their JSON status code.
         message = await stream.get()
     except BaseException:
         stream.stop()
@@ -136,7 +142,7 @@ async def rag(
             pass
         case ("error", error):
             raise error
-        case _:  # the pipeline always starts with a sources event
+        case _:  # the pipeline always starts with a sources (or status) event
             raise RuntimeError("RAG stream ended before its sources event")
     return StreamingResponse(
         _event_stream(stream, first, trace_id),
