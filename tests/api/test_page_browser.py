@@ -287,3 +287,26 @@ def test_the_real_model_answers_with_status_text_and_sources(browser: Any, demo_
             page.screenshot(path=str(ARTIFACTS / "real-model.png"), full_page=True)
         finally:
             context.close()
+
+
+def test_thumbs_down_with_a_comment_goes_to_feedback(site: Site) -> None:
+    site.page.wait_for_function("() => document.body.dataset.feedback === 'true'")  # /feedback is in /openapi.json
+    site.ask("What did Guido van Rossum write about pattern matching?")
+    site.wait_done(0)
+    trace_id = site.page.locator("#turn-0 .trace code").text_content() or ""
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
+    site.page.click("#turn-0 .thumb-down")
+    assert site.page.locator("#turn-0 .thumb-down").get_attribute("aria-pressed") == "true"
+    assert site.page.evaluate("document.activeElement.id") == "comment-0"  # the comment field is next
+    site.page.keyboard.type("It cites the wrong PEP.")
+    with site.page.expect_request(lambda r: r.url.endswith("/feedback")) as sent:
+        site.page.click("#turn-0 .send-feedback")
+    assert json.loads(sent.value.post_data or "{}") == {
+        "trace_id": trace_id,
+        "score": -1,
+        "comment": "It cites the wrong PEP.",
+    }
+    site.page.locator("#turn-0 .feedback").filter(has_text="Thanks, your feedback was recorded.").wait_for()
+    metrics = site.page.request.get(site.url + "/metrics").text()
+    assert 'llm_twin_feedback_total{verdict="negative"} 1.0' in metrics
+    site.shot("feedback")
