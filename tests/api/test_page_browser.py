@@ -267,7 +267,7 @@ def test_the_real_model_answers_with_status_text_and_sources(browser: Any, demo_
         page.set_default_timeout(180_000)  # the first token takes long on a busy 2-core machine
         try:
             seen: list[str] = []
-            page.expose_function("recordStatus", seen.append)
+            page.expose_function("recordStatus", lambda text: seen.append(text))
             page.add_init_script(
                 "new MutationObserver(() => { const s = document.getElementById('status-0');"
                 " if (s && s.textContent) window.recordStatus(s.textContent); })"

@@ -81,7 +81,7 @@ function renderTurn(index) {
   article.replaceChildren(...[
     el("h2", { class: "question", id: `q-${index}`, text: t.query }),
     meta,
-    el("p", { class: "status", id: `status-${index}`, role: "status", text: statusText(t) }),
+    statusView(t, index),
     answer,
     t.error ? el("p", { class: "turn-error", role: "alert", text: t.error }) : null,
     t.sources ? sourcesView(t, index) : null,
@@ -90,19 +90,37 @@ function renderTurn(index) {
   ].filter(Boolean));
 }
 
-function statusText(t) {
-  if (t.stopped) return "Stopped.";
-  if (t.error) return "";
+// [what is happening, a running clock]: only the first part is announced (the clock ticks silently).
+function statusParts(t) {
+  if (t.stopped) return ["Stopped.", ""];
+  if (t.error) return ["", ""];
   if (t.done) {
     const ms = t.timings_ms || {};
     const parts = [];
     if (ms.total !== undefined) parts.push(`Answered in ${seconds(ms.total)}`);
     if (ms.ttft !== undefined) parts.push(`first words after ${seconds(ms.ttft)}`);
-    return parts.join(", ") + (parts.length ? "." : "");
+    return [parts.join(", ") + (parts.length ? "." : ""), ""];
   }
+  // While streaming, the clock keeps running between events (the first token can take 20-30 s on a CPU).
   const last = t.statuses && t.statuses[t.statuses.length - 1];
-  if (last) return `${last.message}… (${seconds(last.elapsed_ms)})`;
-  return t.sources ? "Writing…" : "Starting…";
+  const since = (at) => (t.streaming && at !== undefined ? performance.now() - at : 0);
+  if (last) return [`${last.message}…`, ` (${seconds(last.elapsed_ms + since(last.receivedAt))})`];
+  return t.sources ? ["Writing…", ""] : ["Sending the question…", ` (${seconds(since(t.sentAt))})`];
+}
+
+function statusView(t, index) {
+  const [text, clock] = statusParts(t);
+  return el("p", { class: "status", id: `status-${index}`, role: "status" },
+    el("span", { class: "status-text", text }), el("span", { class: "clock", "aria-hidden": "true", text: clock }));
+}
+
+function updateStatus(t, index) {
+  const line = $(`status-${index}`);
+  if (!line) return;
+  const [text, clock] = statusParts(t);
+  const [textEl, clockEl] = line.children;
+  if (textEl.textContent !== text) textEl.textContent = text;
+  clockEl.textContent = clock;
 }
 
 // `[n]` in the answer become links to source n (only for n that exist).
@@ -283,7 +301,7 @@ function showFormError(message) {
 
 function apply(t, event, data) {
   if (event === "status") {
-    t.statuses.push({ stage: data.stage, message: data.message, elapsed_ms: data.elapsed_ms });
+    t.statuses.push({ stage: data.stage, message: data.message, elapsed_ms: data.elapsed_ms, receivedAt: performance.now() });
   } else if (event === "sources") {
     Object.assign(t, {
       sources: data.sources, resolvedAuthor: data.author ? data.author.full_name : null,
@@ -309,13 +327,14 @@ async function ask(text) {
   const past = history();
   if (past.length) body.history = past;
 
-  const t = { query: text, author, answer: "", statuses: [], streaming: true };
+  const t = { query: text, author, answer: "", statuses: [], streaming: true, sentAt: performance.now() };
   state.turns.push(t);
   const index = state.turns.length - 1;
   renderAll();
   turnView(index).scrollIntoView({ block: "start", behavior: prefersReducedMotion() ? "auto" : "smooth" });
   state.controller = new AbortController();
   setBusy(true);
+  const ticker = setInterval(() => { if (t.streaming) updateStatus(t, index); }, 500);
   try {
     const response = await fetch("/rag", {
       method: "POST",
@@ -336,7 +355,7 @@ async function ask(text) {
       // Tokens only touch the answer and the status line; everything else re-renders the turn.
       if (event === "token") {
         renderAnswer($(`answer-${index}`), t, index);
-        $(`status-${index}`).textContent = statusText(t);
+        updateStatus(t, index);
       } else {
         renderTurn(index);
       }
@@ -346,6 +365,7 @@ async function ask(text) {
     if (error.name === "AbortError") t.stopped = true;
     else t.error = "The connection failed.";
   } finally {
+    clearInterval(ticker);
     t.streaming = false;
     state.controller = null;
     setBusy(false);
