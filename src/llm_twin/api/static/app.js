@@ -168,7 +168,7 @@ function sourcesView(t, index) {
       ? el("a", { class: "doc-title", href: s.link, target: "_blank", rel: "noopener" }, title)
       : el("span", { class: "doc-title", text: title });
     const facts = [s.content_type, (s.authors || [s.author_full_name]).join(", ")];
-    if (s.date) facts.push(String(s.date).slice(0, 10));
+    if (s.date) facts.push(String(s.date).split("T")[0]);  // ISO timestamps: the day is enough
     const passages = el("ul", { class: "passages" });
     for (const { source, n } of items) {
       passages.append(el("li", { class: "passage", id: `t${index}-s${n}`, tabindex: "-1" },
@@ -179,7 +179,7 @@ function sourcesView(t, index) {
     list.append(el("li", { class: "doc" }, head, el("p", { class: "meta doc-facts", text: facts.join(" · ") }), passages));
   }
   const section = el("section", { class: "sources", "aria-labelledby": `sources-h-${index}` },
-    el("h3", { id: `sources-h-${index}`, text: t.sources.length ? `Sources (${groups.size} documents)` : "Sources" }));
+    el("h3", { id: `sources-h-${index}`, text: t.sources.length ? `Sources (${plural(groups.size, "document")})` : "Sources" }));
   section.append(t.sources.length ? list : el("p", { class: "meta", text: "No sources found." }));
   return section;
 }
@@ -222,8 +222,8 @@ function feedbackView(t, index) {
   }
   const choose = (score) => { t.feedback = { ...fb, score }; save(); renderTurn(index); focusIn(index, ".comment"); };
   box.append(el("div", { class: "row" },
-    el("button", { type: "button", class: "secondary thumb-up", "aria-pressed": String(fb.score === 1), onclick: () => choose(1) }, "👍 Helpful"),
-    el("button", { type: "button", class: "secondary thumb-down", "aria-pressed": String(fb.score === -1), onclick: () => choose(-1) }, "👎 Not helpful")));
+    el("button", { type: "button", class: "secondary thumb-up", "aria-pressed": String(fb.score === 1), onclick: () => choose(1) }, el("span", { "aria-hidden": "true", text: "▲ " }), "Helpful"),
+    el("button", { type: "button", class: "secondary thumb-down", "aria-pressed": String(fb.score === -1), onclick: () => choose(-1) }, el("span", { "aria-hidden": "true", text: "▼ " }), "Not helpful")));
   if (fb.score) {
     const id = `comment-${index}`;
     const comment = el("textarea", { id, class: "comment", maxlength: "2000", rows: "2" });
