@@ -310,3 +310,16 @@ def test_thumbs_down_with_a_comment_goes_to_feedback(site: Site) -> None:
     metrics = site.page.request.get(site.url + "/metrics").text()
     assert 'llm_twin_feedback_total{verdict="negative"} 1.0' in metrics
     site.shot("feedback")
+
+
+def test_a_background_ingest_is_shown_until_it_is_done(site: Site) -> None:
+    progress = {"state": "running", "source": "demo", "documents_total": 300, "documents_done": 120}
+    ready = {"status": "ready", "model": "fake-llm", "ingest": progress | {"eta_s": 90}}
+    site.page.route("**/ready", lambda route: route.fulfill(json=ready))
+    site.page.reload()
+    line = site.page.locator("#ingest")
+    line.filter(has_text="Indexing demo: 120 of 300 documents, about 2 min left.").wait_for()
+    assert line.get_attribute("role") == "status"
+    site.shot("indexing")
+    ready["ingest"] = progress | {"state": "done", "documents_done": 300}
+    line.wait_for(state="hidden", timeout=15_000)  # polled every 5 s while it runs

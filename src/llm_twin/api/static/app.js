@@ -441,7 +441,29 @@ async function detectFeedback() {
   if (state.feedback) renderAll();
 }
 
+// A background ingest (`llm-twin serve --ingest/--watch`) reports its progress in /ready: say that
+// answers come from what is indexed so far, until it is done.
+async function watchIngest() {
+  let progress = null;
+  try {
+    const response = await fetch("/ready");
+    progress = (await response.json()).ingest || null;
+  } catch { /* not ready yet, or no ingest: nothing to show */ }
+  const line = $("ingest");
+  const active = progress && (progress.state === "planning" || progress.state === "running");
+  line.hidden = !active && !(progress && progress.state === "failed");
+  if (active) {
+    const eta = progress.eta_s ? `, about ${Math.ceil(progress.eta_s / 60)} min left` : "";
+    line.textContent = `Indexing ${progress.source || "new writing"}: ${progress.documents_done} of ` +
+      `${progress.documents_total} documents${eta}. Answers use what is indexed so far.`;
+    setTimeout(watchIngest, 5000);
+  } else if (progress && progress.state === "failed") {
+    line.textContent = `Indexing failed: ${progress.error || "see the server log"}.`;
+  }
+}
+
 load();
 renderAll();
+watchIngest();
 searchAuthors();
 detectFeedback();
