@@ -312,7 +312,7 @@ class RAGPipeline:
             else:
                 with activate(root):
                     prepared = self.prepare(query, k, expand_to_n, author, history=history, params=params)
-            if prepared.retrieval.rewritten_query is not None:
+            if prepared.retrieval.rewritten_query is not None and self.settings.trace_content:
                 set_attributes(root, {"conversation.rewritten_query": prepared.retrieval.rewritten_query})
             sources = self._sources(prepared)
             yield sources
@@ -503,7 +503,7 @@ class RAGPipeline:
                     "expanded_queries": len(result.expanded_queries),
                     "author.id": result.author.author.id if result.author.author else None,
                     "author.reason": result.author.reason,
-                    "conversation.rewritten_query": result.rewritten_query,
+                    "conversation.rewritten_query": result.rewritten_query if content else None,
                     oi.AUTHOR_FILTER: result.author.author.id if result.author.author else None,
                     oi.AUTHOR_REASON: result.author.reason,
                     oi.EXPANDED_QUERIES: list(result.expanded_queries) if content else None,

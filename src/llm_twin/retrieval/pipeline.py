@@ -262,7 +262,8 @@ class RetrievalPipeline:
             set_attributes(
                 span,
                 {
-                    "conversation.rewritten_query": followup.question,
+                    # Question text, like input.value: only when the operator allows content on spans.
+                    "conversation.rewritten_query": followup.question if self.settings.trace_content else None,
                     "conversation.carried_author": carried.full_name if carried else None,
                     "conversation.rewrite_error": followup.warnings[0] if followup.warnings else None,
                 },
