@@ -24,6 +24,8 @@ class LLMTwinError(RuntimeError):
     exit_code: ClassVar[int] = EXIT_FAILED
     #: The request field at fault, when one is (reported with the error).
     field: str | None = None
+    #: Seconds a client should wait before trying again (the API sends it as ``Retry-After``).
+    retry_after_s: float | None = None
 
     @property
     def safe_message(self) -> str:
@@ -117,3 +119,30 @@ class LLMTimeoutError(LLMError):
     http_status = 504
     code = "llm_timeout"
     public_message = "the language model did not answer in time; try again"
+
+
+class DeadlineExceededError(LLMTwinError):
+    """The request's overall deadline (``LLM_TWIN_REQUEST_DEADLINE_S``) passed before it was answered."""
+
+    http_status = 504
+    code = "deadline_exceeded"
+    public_message = "the request did not finish within its deadline; try again"
+
+
+class OverloadedError(LLMTwinError):
+    """Too many requests are already waiting for the model: the client should come back later."""
+
+    http_status = 429
+    code = "overloaded"
+    public_message = "the service is busy; retry after the number of seconds in Retry-After"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimitedError(OverloadedError):
+    """This client (API key) sent more requests than ``LLM_TWIN_RATE_LIMIT_PER_MINUTE`` allows."""
+
+    code = "rate_limited"
+    public_message = "too many requests for this API key; retry after the number of seconds in Retry-After"

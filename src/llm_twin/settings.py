@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llm_twin.domain.documents import ContentType
 from llm_twin.domain.limits import MAX_K, MIN_EXPAND_TO_N, MIN_K
@@ -239,6 +240,35 @@ class Settings(BaseSettings):
         description="Requests answered at once, streamed or not; more wait in arrival order. "
         "The local model's fair queue orders the generations among them.",
     )
+    # --- access and limits (api/security.py, api/admission.py) -----------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys a client must send as `Authorization: Bearer <key>`, comma-separated or a JSON list; "
+        "empty: no keys asked. /, /static, /health, /ready, /metrics and the API docs stay open.",
+    )
+    metrics_require_key: bool = Field(default=False, description="Ask for a key on /metrics too.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (comma-separated or a JSON list, * for any); "
+        "empty: CORS off.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body; larger ones get 413 before they are read."
+    )
+    max_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Requests that may wait for one of the LLM_TWIN_API_WORKERS slots; one more gets 429 with "
+        "Retry-After (from the measured service time) at once instead of a long wait.",
+    )
+    rate_limit_per_minute: float = Field(
+        default=0.0, ge=0.0, description="Requests per minute per API key (or client address); 0: no limit."
+    )
+    request_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Overall time a request may take; the stages share it (helper-LLM calls get what is left).",
+    )
     tracing: Literal["auto", "none", "console", "otlp", "opik"] = Field(
         default="auto",
         description="auto: otlp when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set, else none (spans cost nothing).",
@@ -260,6 +290,25 @@ class Settings(BaseSettings):
         default="text", description="json: one object per line with request_id and trace_id (for log pipelines)."
     )
     log_questions: bool = Field(default=False, description="Log the question text of each /rag request.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: object) -> object:
+        """``a,b`` or ``["a", "b"]`` (an environment variable holds text); blanks dropped."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("not a valid JSON list") from None
+            else:
+                value = text.split(",")
+        if isinstance(value, list):
+            return [item for item in (_plain(v).strip() for v in value) if item]
+        return value
 
     @field_validator(
         "qdrant_url",
@@ -316,6 +365,10 @@ class Settings(BaseSettings):
         return self.data_dir / "authors.sqlite"
 
 
+def _plain(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -324,7 +377,9 @@ def _describe(error: ValidationError) -> str:
             continue
         field = str(item["loc"][0])
         var = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
-        lines.append(f"{var}: {item['msg']} (got {item.get('input')!r})")
+        # Secrets (keys, tokens) are never echoed, not even when they are invalid.
+        got = "hidden" if "key" in field.lower() or "token" in field.lower() else repr(item.get("input"))
+        lines.append(f"{var}: {item['msg']} (got {got})")
     return "invalid configuration: " + "; ".join(lines)
 
 

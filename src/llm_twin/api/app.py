@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -15,6 +16,7 @@ from llm_twin import __version__
 from llm_twin.api.errors import install_error_handlers
 from llm_twin.api.mcp import build_mcp_server, mount_streamable_http
 from llm_twin.api.routes import authors, documents, feedback, health, metrics, openai, rag
+from llm_twin.api.security import ApiKeyMiddleware, BodySizeLimitMiddleware
 from llm_twin.api.service import ServiceState
 from llm_twin.api.telemetry import Telemetry, TelemetryMiddleware
 from llm_twin.observability import configure_tracing
@@ -24,6 +26,28 @@ from llm_twin.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: CORS (answers preflights, which carry no key) → API keys and rate limit →
+    body size → the routes; telemetry (traces, metrics) goes outside them all, so refusals are
+    counted and traced too. Pure ASGI, so routers and sub-apps added later are covered as well.
+    (``add_middleware`` puts each one outside the ones before.)"""
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ApiKeyMiddleware,
+        keys=[key.get_secret_value() for key in settings.api_keys],
+        metrics_require_key=settings.metrics_require_key,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            expose_headers=["Retry-After"],
+        )
 
 
 def create_app(
@@ -69,6 +93,7 @@ def create_app(
     )
     app.state.telemetry = telemetry
     install_error_handlers(app)
+    install_middleware(app, settings)
     # Added last, so outermost: it sees (and counts) every response, other middlewares' included.
     app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     app.include_router(health.router)

@@ -10,6 +10,7 @@ stack traces go to the server log only.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -62,6 +63,12 @@ def describe_error(error: BaseException) -> tuple[int, ErrorDetail]:
     if isinstance(error, TimeoutError):
         return 504, ErrorDetail(code="timeout", message="the request timed out")
     return 500, ErrorDetail(code="internal_error", message="internal server error")
+
+
+def error_headers(error: BaseException) -> dict[str, str] | None:
+    """``Retry-After`` (whole seconds, at least 1) for errors that say when to come back (429, some 503s)."""
+    retry = getattr(error, "retry_after_s", None) if isinstance(error, LLMTwinError) else None
+    return {"Retry-After": str(max(1, math.ceil(retry)))} if retry is not None else None
 
 
 def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -157,7 +164,7 @@ async def _known_handler(request: Request, error: Exception) -> JSONResponse:
             error,
             exc_info=error if not isinstance(error, LLMTwinError) else None,
         )
-    return respond(request, status, detail)
+    return respond(request, status, detail, error_headers(error))
 
 
 async def _unexpected_handler(request: Request, error: Exception) -> JSONResponse:

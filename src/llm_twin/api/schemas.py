@@ -158,6 +158,11 @@ class SourcesEventData(BaseModel):
     rerank: str
     timings_ms: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Machine-readable codes of the stages that degraded (empty: none), e.g. expansion_failed, "
+        "self_query_helper_failed, hyde_failed, rerank_failed, collection_unavailable:<name>.",
+    )
     hypothetical_document: str | None = None
     rewritten_query: str | None = None
 
@@ -171,6 +176,7 @@ class SourcesEventData(BaseModel):
             rerank=context.rerank,
             timings_ms=context.timings_ms,
             warnings=context.warnings,
+            degraded=context.degraded,
             hypothetical_document=context.hypothetical_document,
             rewritten_query=context.rewritten_query,
         )
@@ -190,6 +196,11 @@ class DoneEventData(BaseModel):
     rerank: str
     usage: Usage
     trace_id: str | None = Field(default=None, description=TRACE_ID_DESCRIPTION)
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Machine-readable codes of the stages that degraded (empty: none), e.g. expansion_failed, "
+        "self_query_helper_failed, hyde_failed, rerank_failed, collection_unavailable:<name>.",
+    )
 
     @classmethod
     def from_answer(cls, answer: RAGAnswer, trace_id: str | None = None) -> DoneEventData:
@@ -200,6 +211,7 @@ class DoneEventData(BaseModel):
             rerank=answer.rerank,
             usage=Usage.from_answer(answer),
             trace_id=trace_id,
+            degraded=answer.degraded,
         )
 
 
@@ -214,6 +226,11 @@ class RAGResponse(BaseModel):
     rerank: str = Field(description='Reranker backend used, e.g. "cross-encoder", "llm" or "none".')
     usage: Usage
     warnings: list[str] = Field(default_factory=list)
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Machine-readable codes of the stages that degraded (empty: none), e.g. expansion_failed, "
+        "self_query_helper_failed, hyde_failed, rerank_failed, collection_unavailable:<name>.",
+    )
     hypothetical_document: str | None = Field(
         default=None, description="The HyDE passage searched with (LLM_TWIN_HYDE), if any."
     )

@@ -12,6 +12,7 @@ from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
+from llm_twin.api.admission import AdmissionLimiter
 from llm_twin.api.errors import LiveIndexUnavailableError, ServiceNotReadyError
 from llm_twin.errors import LLMTwinError
 from llm_twin.ingest.live import LiveIndex
@@ -47,7 +48,8 @@ class ServiceState:
     ``limiter`` is the one limit on requests answered at once (``LLM_TWIN_API_WORKERS``): a blocking
     call holds a slot for its run, a stream for its producer's whole run; more requests wait in
     arrival order, and the local model's fair queue orders the generations among those admitted.
-    It is apart from anyio's default pool, so queued requests never starve other sync work.
+    It is apart from anyio's default pool, so queued requests never starve other sync work. At most
+    ``LLM_TWIN_MAX_QUEUE`` wait: one more is refused at once with 429 (``api/admission.py``).
 
     ``index`` is the process's one writer (``POST/DELETE /documents``, ``ingest_paths`` ingested
     in the background from the start, a watched folder), over the store handle search uses.
@@ -75,7 +77,7 @@ class ServiceState:
         self._error: BaseException | None = None
         self._last_attempt = float("-inf")
         self._lock = asyncio.Lock()
-        self.limiter = anyio.CapacityLimiter(settings.api_workers)
+        self.limiter = AdmissionLimiter(settings.api_workers, settings.max_queue)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -212,17 +214,28 @@ class ThreadedStream(Generic[T]):
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message[T]] = asyncio.Queue()
         self._stop = threading.Event()
+        self._started = threading.Event()
         self._finished = threading.Event()
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> ThreadedStream[T]:
         # The task copies the caller's contextvars, and anyio hands them on to the worker thread.
-        task = self._loop.create_task(self._run())
+        task = self._task = self._loop.create_task(self._run())
         _running.add(task)
         task.add_done_callback(_running.discard)
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        if not self._started.is_set() and self._task is not None:
+            # Still queued for a slot: leave the queue now (a slot taken meanwhile is handed back
+            # unused, since the producer checks ``_stop`` first).
+            self._task.cancel()
+
+    @property
+    def admitted(self) -> bool:
+        """The producer holds a slot (it has started, or is about to)."""
+        return self._started.is_set()
 
     @property
     def stopped(self) -> bool:
@@ -239,9 +252,18 @@ class ThreadedStream(Generic[T]):
         return await asyncio.wait_for(self._queue.get(), timeout)
 
     async def _run(self) -> None:
-        await anyio.to_thread.run_sync(self._produce, limiter=self._limiter)
+        try:
+            await anyio.to_thread.run_sync(self._produce, limiter=self._limiter)
+        except asyncio.CancelledError:
+            if not self._started.is_set():  # stopped while queued; once started, the producer says when it ends
+                self._finished.set()
+            raise
+        except Exception as error:  # refused before it ran (the queue is full): tell the consumer
+            self._queue.put_nowait(("error", error))
+            self._finished.set()
 
     def _produce(self) -> None:
+        self._started.set()
         try:
             if self._stop.is_set():  # the client left while this stream waited for a slot
                 return

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from llm_twin.domain.deadline import Deadline
 from llm_twin.errors import LLMTimeoutError
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient, SupportsDeadline
 
@@ -34,7 +35,11 @@ class HelperResult:
 
 
 def ask_helper(llm: LLMClient, messages: list[ChatMessage], params: GenerationParams, timeout_s: float) -> HelperResult:
-    """One completion from ``llm`` within ``timeout_s`` seconds, queue wait included."""
+    """One completion from ``llm`` within ``timeout_s`` seconds, queue wait included, and never past the
+    request's deadline (``Deadline.current()``): a call with no time left is not made."""
+    timeout_s = Deadline.bound_current(timeout_s)
+    if timeout_s <= 0:
+        return HelperResult(error="request deadline passed", error_type="DeadlineExceededError", timed_out=True)
     try:
         if isinstance(llm, SupportsDeadline):
             completion = llm.complete_within(messages, params, timeout_s)

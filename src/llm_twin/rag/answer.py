@@ -32,7 +32,11 @@ class AnswerContext:
     #: adds ``generation``, ``total``, ``llm_queue`` (local model, blocking call) and, when
     #: streaming, ``ttft`` (pipeline start to first token).
     timings_ms: dict[str, float]
+    #: For people: what went wrong or was left out, in words.
     warnings: list[str] = field(default_factory=list)
+    #: For programs: a code per stage that degraded (``llm_twin.retrieval.types.Degradation``), e.g.
+    #: ``expansion_failed``, ``rerank_failed``, ``collection_unavailable:embedded_posts``.
+    degraded: list[str] = field(default_factory=list)
     hypothetical_document: str | None = None
     #: A follow-up's standalone question (what was searched and answered); None on a first turn.
     rewritten_query: str | None = None

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from llm_twin.domain.conversation import Turn
+from llm_twin.domain.deadline import Deadline, deadline_scope
 from llm_twin.domain.limits import check_request
-from llm_twin.errors import InvalidInputError
-from llm_twin.llm.base import GenerationParams, LLMClient
+from llm_twin.errors import DeadlineExceededError, InvalidInputError
+from llm_twin.llm.base import GenerationParams, LLMClient, SupportsDeadline
 from llm_twin.observability import activate, record_error, set_attributes, start_span, trace_span
 from llm_twin.observability import conventions as oi
 from llm_twin.observability.progress import report_progress, reporting_progress
@@ -243,15 +244,17 @@ class RAGPipeline:
         *,
         history: Sequence[Turn] = (),
         params: GenerationParams | None = None,
+        deadline: Deadline | None = None,
     ) -> RAGAnswer:
         """Answer ``query`` in one blocking call (the steps of ``stream()``, generated with ``complete()``).
 
         ``history``: the conversation's earlier turns (the question is then a follow-up, see
         ``llm_twin.retrieval.conversation``); ``params``: this request's generation parameters
-        (``generation_params()``), the configured ones when None.
+        (``generation_params()``), the configured ones when None; ``deadline``: the request's overall
+        deadline, shared by every stage (``domain/deadline.py``).
         """
         answer: RAGAnswer | None = None
-        for event in self._answer(query, k, expand_to_n, author, history, params, streamed=False):
+        for event in self._answer(query, k, expand_to_n, author, history, params, streamed=False, deadline=deadline):
             if isinstance(event, DoneEvent):
                 answer = event.answer
         if answer is None:  # pragma: no cover - _answer always ends with a done event
@@ -268,6 +271,7 @@ class RAGPipeline:
         history: Sequence[Turn] = (),
         params: GenerationParams | None = None,
         progress: bool = False,
+        deadline: Deadline | None = None,
     ) -> Generator[RAGEvent, None, None]:
         """Sources, then tokens as they are generated, then done (see ``llm_twin.rag.answer``).
 
@@ -277,7 +281,9 @@ class RAGPipeline:
         so the consumer may iterate from any thread. ``progress``: a ``StatusEvent`` before each
         stage (retrieval then runs in a helper thread, so its stages can be sent while it works).
         """
-        return self._answer(query, k, expand_to_n, author, history, params, streamed=True, progress=progress)
+        return self._answer(
+            query, k, expand_to_n, author, history, params, streamed=True, progress=progress, deadline=deadline
+        )
 
     def _answer(
         self,
@@ -290,6 +296,7 @@ class RAGPipeline:
         *,
         streamed: bool,
         progress: bool = False,
+        deadline: Deadline | None = None,
     ) -> Generator[RAGEvent, None, None]:
         """The one orchestration: prepare → sources → generate → done, traced under one ``rag`` span."""
         content = self.settings.trace_content
@@ -305,15 +312,24 @@ class RAGPipeline:
         )
         try:
             params = params or self.params
+            # The deadline is current only while preparing (``prepare`` has no yield; the reporting
+            # variant re-enters it around each step): the consumer may resume this generator from
+            # another thread, whose context would not hold it.
+            if deadline is not None:
+                deadline.check("retrieval")  # e.g. the request waited out its time in the queue
             if progress:
                 prepared = yield from self._prepare_reporting(
-                    started, root, query, k, expand_to_n, author, history=history, params=params
+                    started, root, query, k, expand_to_n, author, history=history, params=params, deadline=deadline
                 )
             else:
-                with activate(root):
+                with activate(root), deadline_scope(deadline):
                     prepared = self.prepare(query, k, expand_to_n, author, history=history, params=params)
+            if prepared.retrieval.degraded:
+                set_attributes(root, {"degraded": list(prepared.retrieval.degraded)})
             if prepared.retrieval.rewritten_query is not None and self.settings.trace_content:
                 set_attributes(root, {"conversation.rewritten_query": prepared.retrieval.rewritten_query})
+            if prepared.retrieval.degraded:
+                set_attributes(root, {"degraded": list(prepared.retrieval.degraded)})
             sources = self._sources(prepared)
             yield sources
             if prepared.prompt is None:
@@ -324,7 +340,9 @@ class RAGPipeline:
             else:
                 if progress:
                     yield self._status(started, "write", "Writing the answer")
-                generation = yield from self._generate(prepared, prepared.prompt, root, streamed)
+                if deadline is not None:
+                    deadline.check("generation")
+                generation = yield from self._generate(prepared, prepared.prompt, root, streamed, deadline)
             if streamed and "ttft" not in prepared.timings_ms:  # the model produced nothing at all
                 self._first_token(prepared)
             answer = self._finish(sources, prepared, generation)
@@ -347,7 +365,12 @@ class RAGPipeline:
             root.end()
 
     def _generate(
-        self, prepared: PreparedRequest, prompt: GroundedPrompt, root: Span, streamed: bool
+        self,
+        prepared: PreparedRequest,
+        prompt: GroundedPrompt,
+        root: Span,
+        streamed: bool,
+        deadline: Deadline | None = None,
     ) -> Generator[TokenEvent, None, Generation]:
         """The ``rag.generate`` step: tokens as the model writes them, or the whole text from one call."""
         params = prepared.params or self.params
@@ -362,6 +385,10 @@ class RAGPipeline:
                             set_attributes(span, {"ttft_ms": self._first_token(prepared)})
                         pieces.append(piece)
                         yield TokenEvent(piece)
+                        if deadline is not None and deadline.expired:  # closing the tokens frees the model
+                            raise DeadlineExceededError(
+                                f"request deadline of {deadline.budget_s:g}s passed during generation"
+                            )
                 ms = _ms(time.perf_counter() - started)
                 text = "".join(pieces).strip()
                 count = self._count(text)
@@ -370,12 +397,22 @@ class RAGPipeline:
                 finish = "length" if count is not None and count >= params.max_new_tokens else "stop"
                 generation = Generation(text, prompt.prompt_tokens, count, finish, ms=ms)
             else:
+                bounded = False
                 with activate(span):
-                    completion = self.llm.complete(prompt.messages, params)
+                    if deadline is not None and isinstance(self.llm, SupportsDeadline):
+                        # Bounded as a whole (queue wait, retries, generation) by what is left.
+                        completion = self.llm.complete_within(prompt.messages, params, deadline.remaining())
+                        bounded = True
+                    else:
+                        completion = self.llm.complete(prompt.messages, params)
+                text = completion.text.strip()
+                completion_tokens = completion.completion_tokens
+                if completion_tokens is None and bounded:  # a bounded local call streams: no usage reported
+                    completion_tokens = self._count(text)
                 generation = Generation(
-                    completion.text.strip(),
+                    text,
                     completion.prompt_tokens or prompt.prompt_tokens,
-                    completion.completion_tokens,
+                    completion_tokens,
                     completion.finish_reason,
                     ms=_ms(time.perf_counter() - started),
                 )
@@ -426,6 +463,7 @@ class RAGPipeline:
         *,
         history: Sequence[Turn],
         params: GenerationParams,
+        deadline: Deadline | None = None,
     ) -> Generator[StatusEvent, None, PreparedRequest]:
         """``prepare()`` in a helper thread, yielding its stages' status events as they are reported.
 
@@ -440,7 +478,7 @@ class RAGPipeline:
 
         def work() -> None:
             try:
-                with reporting_progress(report), activate(root):
+                with reporting_progress(report), activate(root), deadline_scope(deadline):
                     outcome.append(self.prepare(query, k, expand_to_n, author, history=history, params=params))
             except BaseException as error:  # handed to the generator, which raises it
                 outcome.append(error)
@@ -613,6 +651,7 @@ class RAGPipeline:
             model=self.llm.model_name,
             timings_ms=dict(prepared.timings_ms),
             warnings=list(prepared.retrieval.warnings),
+            degraded=list(prepared.retrieval.degraded),
             hypothetical_document=prepared.retrieval.hypothetical_document,
         )
 

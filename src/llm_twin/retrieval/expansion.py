@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
 from llm_twin.llm.helper import ask_helper
-from llm_twin.retrieval.types import ExpansionResult
+from llm_twin.retrieval.types import EXPANSION_FAILED, ExpansionResult
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings
@@ -154,11 +154,13 @@ class QueryExpander:
             return ExpansionResult(
                 queries=[query],
                 error=f"query expansion {answer.failure} ({answer.error}); searched with the original query only",
+                degraded=EXPANSION_FAILED,
             )
         extra = parse_reformulations(answer.text, query, want)
         if not extra:
             return ExpansionResult(
                 queries=[query],
                 error="helper LLM returned no usable reformulation; searched with the original query only",
+                degraded=EXPANSION_FAILED,
             )
         return ExpansionResult(queries=[query, *extra])

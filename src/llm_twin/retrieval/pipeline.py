@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from llm_twin.domain.conversation import Turn
+from llm_twin.domain.deadline import Deadline
 from llm_twin.domain.limits import check_request
 from llm_twin.domain.twins import TwinCatalog
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.errors import StoreUnavailableError
 from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.llm.base import LLMClient
 from llm_twin.observability import conventions as oi
@@ -29,7 +31,15 @@ from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter
 from llm_twin.retrieval.rerankers.factory import build_reranker
 from llm_twin.retrieval.search import QdrantHybridRetriever, group_by_document
 from llm_twin.retrieval.self_query import SelfQuery
-from llm_twin.retrieval.types import AuthorMatch, Reranker, RetrievalResult
+from llm_twin.retrieval.types import (
+    HYDE_FAILED,
+    RERANK_FAILED,
+    SELF_QUERY_HELPER_FAILED,
+    AuthorMatch,
+    Reranker,
+    RetrievalResult,
+    collection_unavailable,
+)
 from llm_twin.settings import Settings
 from llm_twin.store import VectorStore, open_store, registry_in_store
 from llm_twin.store.base import SearchMode
@@ -88,7 +98,7 @@ class RetrievalPipeline:
         if self._warm:
             return
         with trace_span("retrieval.warm_up", embedding_model=self.settings.embedding_model):
-            self.store.open_existing(list(self.settings.collections.values()))
+            self._open_collections()
             self.retriever.warm_up()
             self.self_query.warm_up()
             self.follow_up.warm_up()
@@ -114,6 +124,20 @@ class RetrievalPipeline:
     def refresh_authors(self) -> None:
         """Re-read the author registry after a write in this process (new authors, new counts)."""
         self.self_query.refresh()
+
+    def _open_collections(self) -> None:
+        """Open every collection that can be; one missing or broken leaves the others serving (each
+        search then reports it as ``collection_unavailable:<name>``); none at all is a store outage."""
+        names = list(self.settings.collections.values())
+        failures: list[StoreUnavailableError] = []
+        for name in names:
+            try:
+                self.store.open_existing([name])
+            except StoreUnavailableError as error:
+                logger.warning("collection %s unavailable: %s", name, error)
+                failures.append(error)
+        if len(failures) == len(names):
+            raise failures[0]
 
     def resolve_author(self, name: str) -> AuthorMatch:
         """An explicit author must name exactly one known author; otherwise a 422-style error."""
@@ -144,6 +168,7 @@ class RetrievalPipeline:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         warnings: list[str] = []
+        degraded: list[str] = []
         with trace_span(
             "retrieval",
             query_chars=len(asked),
@@ -155,7 +180,7 @@ class RetrievalPipeline:
                 oi.SEARCH_MODE: mode or self.settings.search_mode,
                 oi.FUSION: self.settings.fusion,
             },
-        ):
+        ) as retrieval_span:
             timed = self._timed
             followup: FollowUp | None = None
             query = asked
@@ -185,12 +210,18 @@ class RetrievalPipeline:
                 match = timed("self_query", timings, self.self_query.run, query)
                 if followup is not None:
                     match = followup.grounded(match)
+            if match.helper_failed:
+                warnings.append(f"author lookup: {match.reason}; searched without an author filter")
+                degraded.append(SELF_QUERY_HELPER_FAILED)
             expansion = expansion_future.result()
             if expansion.error:
                 warnings.append(expansion.error)
+            if expansion.degraded:
+                degraded.append(expansion.degraded)
             hyde: HydeResult = hyde_future.result() if hyde_future else HydeResult(None)
             if hyde.error:
                 warnings.append(hyde.error)
+                degraded.append(HYDE_FAILED)
             queries, author_ids = expansion.queries, None
             if match.author is not None:
                 resolver = self.self_query.resolver
@@ -201,6 +232,7 @@ class RetrievalPipeline:
             # Grouping by document and reranking each need a pool larger than k to choose from.
             grouped = self.settings.k_split == "relevance"
             pool = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" or grouped else k
+            Deadline.check_current("search")
             report_progress(
                 "search", f"Searching with {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}", len(queries)
             )
@@ -219,6 +251,9 @@ class RetrievalPipeline:
                 found = self.retriever.run(queries, pool, author_ids=author_ids, mode=mode, hypothetical=hyde.passage)
                 set_attributes(span, oi.documents(oi.RETRIEVAL_DOCUMENTS, found.chunks, content=False))
             timings.update(found.timings_ms)
+            for name in found.unavailable:
+                warnings.append(f"collection {name} is unavailable; answered from the others")
+                degraded.append(collection_unavailable(name))
             t0 = time.perf_counter()
             if self.reranker.name != "none":
                 report_progress("rerank", f"Reranking {len(found.chunks)} passages", len(found.chunks))
@@ -233,12 +268,21 @@ class RetrievalPipeline:
                     oi.RERANKER_QUERY: queries[0] if content else None,
                 },
             ) as span:
-                chunks = self.reranker.run(queries[0], found.chunks, top_k=pool)
+                try:
+                    chunks = self.reranker.run(queries[0], found.chunks, top_k=pool)
+                except Exception as error:  # ranking is an improvement, not a requirement: keep the search order
+                    logger.warning("reranker %s failed; kept the search order", self.reranker.name, exc_info=True)
+                    set_attributes(span, {"error.type": type(error).__name__})
+                    warnings.append(f"reranking failed ({type(error).__name__}); sources are in search order")
+                    degraded.append(RERANK_FAILED)
+                    chunks = list(found.chunks[:pool])
                 set_attributes(span, oi.documents(oi.RERANKER_INPUT_DOCUMENTS, found.chunks, content=False))
                 set_attributes(span, oi.documents(oi.RERANKER_OUTPUT_DOCUMENTS, chunks, content=False))
             chunks = group_by_document(chunks, k, self.settings.max_chunks_per_document) if grouped else chunks[:k]
             timings["rerank"] = (time.perf_counter() - t0) * 1000
             timings["total"] = (time.perf_counter() - started) * 1000
+            if degraded:
+                set_attributes(retrieval_span, {"degraded": list(degraded)})
         return RetrievalResult(
             query=asked,
             rewritten_query=query if followup is not None else None,
@@ -249,6 +293,7 @@ class RetrievalPipeline:
             rerank=self.reranker.name,
             timings_ms={key: round(value, 2) for key, value in timings.items()},
             warnings=warnings,
+            degraded=degraded,
             hypothetical_document=hyde.passage,
             rerank_candidates=len(found.chunks),
         )

@@ -7,6 +7,7 @@ The batches return ids and scores; payloads are fetched only for the k chunks ke
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,12 @@ import numpy as np
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.embedding.bm25 import Bm25SparseEncoder, Sparse
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+from llm_twin.errors import StoreUnavailableError
 from llm_twin.observability import conventions as oi
 from llm_twin.observability.tracing import trace_span
 from llm_twin.store.base import Hit, SearchMode, SearchRequest, VectorStore
+
+logger = logging.getLogger(__name__)
 
 #: Extra hits asked of the engine per list. RRF gives equal scores (a chunk at rank r in either
 #: branch alone scores 1/(k+r)), and the engine orders equal scores differently from one process
@@ -68,6 +72,8 @@ def group_by_document(ranked: list[EmbeddedChunk], k: int, per_document: int) ->
 class SearchOutput:
     chunks: list[EmbeddedChunk]  # deduplicated by chunk id, best score kept, best first
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: Collections that failed (missing, engine error): the chunks come from the others.
+    unavailable: list[str] = field(default_factory=list)
 
 
 def hit_to_chunk(hit: Hit, collection: str) -> EmbeddedChunk:
@@ -129,7 +135,8 @@ class QdrantHybridRetriever:
         timings: dict[str, float] = {}
         requests = self._requests(queries, limit, author_ids, mode, hypothetical, timings, with_payload=False)
         t1 = time.perf_counter()
-        by_collection = self._query_all(requests)
+        unavailable: list[str] = []
+        by_collection = self._query_all(requests, unavailable)
         best: dict[str, _Candidate] = {}
         for collection, results in zip(self.collections, by_collection, strict=True):
             for hits in results:
@@ -139,9 +146,9 @@ class QdrantHybridRetriever:
                         best[hit.id] = _Candidate(hit.id, collection, hit.score)
         ranked = sorted(best.values(), key=lambda c: (-c.score, c.id))
         chosen = ranked if self.k_split == "equal" else self._select(ranked, k)
-        chunks = self._with_payloads(chosen)
+        chunks = self._with_payloads(chosen, unavailable)
         timings["search"] = (time.perf_counter() - t1) * 1000
-        return SearchOutput(chunks=chunks, timings_ms=timings)
+        return SearchOutput(chunks=chunks, timings_ms=timings, unavailable=unavailable)
 
     def _run_relevance(
         self, queries: list[str], k: int, author_ids: tuple[str, ...] | None, hypothetical: str | None
@@ -171,7 +178,8 @@ class QdrantHybridRetriever:
             SearchRequest(limit=depth + TIE_SLACK, mode="sparse", sparse=s, author_ids=author_ids, with_payload=False)
             for s in sparse
         ]
-        by_collection = self._query_all(requests)
+        unavailable: list[str] = []
+        by_collection = self._query_all(requests, unavailable)
         fused: dict[str, _Candidate] = {}
         for i in range(len(requests)):
             merged = [
@@ -184,15 +192,25 @@ class QdrantHybridRetriever:
                 seen = fused.setdefault(candidate.id, _Candidate(candidate.id, candidate.collection, 0.0))
                 seen.score += 1.0 / (self.rrf_k + rank)
         ranked = sorted(fused.values(), key=lambda c: (-c.score, c.id))
-        chunks = self._with_payloads(ranked[:k])
+        chunks = self._with_payloads(ranked[:k], unavailable)
         timings["search"] = (time.perf_counter() - t1) * 1000
-        return SearchOutput(chunks=chunks, timings_ms=timings)
+        return SearchOutput(chunks=chunks, timings_ms=timings, unavailable=unavailable)
 
-    def _with_payloads(self, chosen: list[_Candidate]) -> list[EmbeddedChunk]:
+    def _with_payloads(self, chosen: list[_Candidate], unavailable: list[str] | None = None) -> list[EmbeddedChunk]:
         wanted: dict[str, list[str]] = {}
         for c in chosen:
             wanted.setdefault(c.collection, []).append(c.id)
-        payloads = {collection: self.store.retrieve(collection, ids) for collection, ids in wanted.items()}
+        payloads: dict[str, dict[str, dict]] = {}
+        for collection, ids in wanted.items():
+            try:
+                payloads[collection] = self.store.retrieve(collection, ids)
+            except Exception:
+                if unavailable is None:
+                    raise
+                logger.warning("collection %s failed while fetching payloads", collection, exc_info=True)
+                payloads[collection] = {}
+                if collection not in unavailable:
+                    unavailable.append(collection)
         # A point deleted between the search and the fetch (a concurrent re-ingest) is dropped.
         return [
             hit_to_chunk(Hit(id=c.id, score=c.score, payload=payloads[c.collection][c.id]), c.collection)
@@ -272,13 +290,33 @@ class QdrantHybridRetriever:
             for d, s in zip(dense, sparse, strict=True)
         ]
 
-    def _query_all(self, requests: list[SearchRequest]) -> list[list[list[Hit]]]:
+    def _query_all(self, requests: list[SearchRequest], unavailable: list[str] | None = None) -> list[list[list[Hit]]]:
         """One batch per collection: [collection][query] -> hits.
 
         In turn, not in threads: the engine already parallelises inside a batch, and on 2 cores
-        threads measured slower.
+        threads measured slower. With ``unavailable`` a collection that fails (deleted, engine
+        error) answers no hits and is named there, so the others still answer; when every one
+        fails the store is down (``StoreUnavailableError``, 503).
         """
-        return [self.store.query_batch(collection, requests) for collection in self.collections]
+        if unavailable is None:
+            return [self.store.query_batch(collection, requests) for collection in self.collections]
+        results: list[list[list[Hit]]] = []
+        errors: list[Exception] = []
+        for collection in self.collections:
+            try:
+                results.append(self.store.query_batch(collection, requests))
+            except Exception as error:
+                logger.warning(
+                    "collection %s failed: %s", collection, error, exc_info=not isinstance(error, StoreUnavailableError)
+                )
+                errors.append(error)
+                unavailable.append(collection)
+                results.append([[] for _ in requests])
+        if errors and len(errors) == len(self.collections):
+            if isinstance(errors[0], StoreUnavailableError):
+                raise errors[0]
+            raise StoreUnavailableError(f"every collection failed: {errors[0]}") from errors[0]
+        return results
 
     def search_each(
         self,

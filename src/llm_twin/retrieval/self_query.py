@@ -158,7 +158,9 @@ class SelfQuery:
         params = GenerationParams(max_new_tokens=16, temperature=0.0, stop=("\n",))
         answer = ask_helper(self.llm, messages, params, self.timeout_s)
         if answer.text is None:  # any helper failure degrades to "no filter"
-            return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM failed: {answer.error}")
+            return AuthorMatch(
+                author=None, reason=f"{fallback.reason}; helper LLM failed: {answer.error}", helper_failed=True
+            )
         name = parse_extracted_name(answer.text)
         if name is None:
             return AuthorMatch(author=None, reason=f"{fallback.reason}; helper LLM found no name either")

@@ -8,6 +8,23 @@ from typing import Literal, Protocol
 from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
 
+# --- degradation codes (``degraded`` in results and answers, ``degraded`` span attributes) -----------
+#: The helper LLM failed or timed out: searched with the original query only.
+EXPANSION_FAILED = "expansion_failed"
+#: The helper LLM failed while looking for an author the matcher did not find: no author filter.
+SELF_QUERY_HELPER_FAILED = "self_query_helper_failed"
+#: The HyDE passage could not be written: searched without it.
+HYDE_FAILED = "hyde_failed"
+#: The reranker raised: the candidates keep the search's fused order.
+RERANK_FAILED = "rerank_failed"
+#: Prefix of ``collection_unavailable:<name>``: one collection failed, the others answered.
+COLLECTION_UNAVAILABLE = "collection_unavailable"
+
+
+def collection_unavailable(name: str) -> str:
+    return f"{COLLECTION_UNAVAILABLE}:{name}"
+
+
 #: matched: ``author`` is set; ambiguous: one name fits several authors (the candidates); several:
 #: different authors are named (the candidates); none: nobody (candidates, if any, are the closest
 #: known names, for the message).
@@ -26,6 +43,8 @@ class AuthorMatch:
     candidates: list[Author] = field(default_factory=list)
     matched_text: str | None = None
     status: AuthorStatus = "none"
+    #: The helper LLM was asked and failed (``SELF_QUERY_HELPER_FAILED``); ``reason`` says how.
+    helper_failed: bool = False
 
     def __post_init__(self) -> None:
         if self.author is not None:
@@ -36,6 +55,8 @@ class AuthorMatch:
 class ExpansionResult:
     queries: list[str]  # the original query always first
     error: str | None = None  # set when the helper LLM failed and only the original is used
+    #: ``EXPANSION_FAILED`` when the helper was asked and gave nothing usable (not when none is configured).
+    degraded: str | None = None
 
 
 class Reranker(Protocol):
@@ -60,6 +81,8 @@ class RetrievalResult:
     rerank: str
     timings_ms: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    #: Codes of the stages that degraded (the constants above); ``warnings`` says the same in words.
+    degraded: list[str] = field(default_factory=list)
     hypothetical_document: str | None = None  # the HyDE passage, when HyDE ran
     #: What was searched: ``expanded_queries`` without the resolved author's names (the filter does
     #: that job); the same as ``expanded_queries`` when no author was resolved.

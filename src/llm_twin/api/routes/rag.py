@@ -7,15 +7,16 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from llm_twin.api.admission import run_admitted, until_admitted_or_gone
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error
 from llm_twin.api.schemas import ErrorResponse, RAGRequest, RAGResponse, event_data
 from llm_twin.api.service import ThreadedStream
+from llm_twin.domain.deadline import Deadline
 from llm_twin.domain.limits import check_request
 from llm_twin.observability.context import current_request, note_error
 from llm_twin.rag.answer import RAGEvent
@@ -27,6 +28,8 @@ router = APIRouter(tags=["rag"])
 #: SSE comment sent while nothing else is (queued behind other generations): keeps proxies and
 #: clients from timing the connection out.
 KEEPALIVE_S = 15.0
+#: Answer to a client that left while its request was queued (nobody reads it; the access log does).
+CLIENT_GONE_STATUS = 499
 
 STREAM_DESCRIPTION = """
 Answer ``query`` from the indexed writing, citing sources as ``[n]`` (``sources[n-1]``).
@@ -80,15 +83,20 @@ def wants_stream(body: RAGRequest, request: Request) -> bool:
     description=STREAM_DESCRIPTION,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        401: {"model": ErrorResponse, "description": "API keys are configured and none (or a wrong one) was sent"},
+        413: {"model": ErrorResponse, "description": "The request body is larger than LLM_TWIN_MAX_BODY_BYTES"},
         422: {"model": ErrorResponse, "description": "Invalid input; `field` names it"},
+        429: {
+            "model": ErrorResponse,
+            "description": "The wait queue is full (`overloaded`) or this key's rate is used up (`rate_limited`); "
+            "`Retry-After` says when to come back",
+        },
         502: {"model": ErrorResponse, "description": "The LLM failed"},
         503: {"model": ErrorResponse, "description": "Vector store or LLM unavailable"},
-        504: {"model": ErrorResponse, "description": "The LLM did not answer in time"},
+        504: {"model": ErrorResponse, "description": "The LLM or the request deadline ran out of time"},
     },
 )
-async def rag(
-    body: RAGRequest, request: Request, service: ServiceDep, settings: SettingsDep
-) -> RAGResponse | StreamingResponse:
+async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings: SettingsDep) -> RAGResponse | Response:
     # The pipeline checks again; checking first gives invalid input its 422 even while the store is down
     # (which is also why the pipeline is not a dependency).
     history = body.turns
@@ -100,6 +108,7 @@ async def rag(
         history=history,
         expand_max=settings.expand_max,
     )
+    deadline = Deadline.after(settings.request_deadline_s)  # from arrival: queueing counts
     pipeline = await service.require_pipeline()
     arguments: dict[str, Any] = {
         "query": query,
@@ -107,6 +116,7 @@ async def rag(
         "expand_to_n": body.expand_to_n,
         "author": body.author,
         "history": history,
+        "deadline": deadline,
     }
     streamed = wants_stream(body, request)
     logger.info(
@@ -123,7 +133,11 @@ async def rag(
     trace_id = _trace_id()
 
     if not streamed:
-        answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
+        # Queued behind LLM_TWIN_API_WORKERS (429 when LLM_TWIN_MAX_QUEUE wait already); a client
+        # that leaves while queued never costs a prompt evaluation.
+        answer = await run_admitted(partial(pipeline.run, **arguments), service.limiter, request)
+        if answer is None:
+            return Response(status_code=CLIENT_GONE_STATUS)
         return RAGResponse.from_answer(answer, trace_id)
 
     # The stream's producer holds one of the same worker slots as a blocking call, for its whole run.
@@ -132,11 +146,14 @@ async def rag(
     ).start()
     try:
         # Wait for the first event (the sources, unless progress was asked for) before committing to
-        # a 200, so retrieval errors (bad author, store gone) still get their JSON status code.
-        message = await stream.get()
+        # a 200, so retrieval errors (bad author, store gone, queue full) still get their JSON status code.
+        message = await until_admitted_or_gone(stream.get(), lambda: stream.admitted, request)
     except BaseException:
         stream.stop()
         raise
+    if message is None:  # the client left while queued: the stream never starts
+        stream.stop()
+        return Response(status_code=CLIENT_GONE_STATUS)
     match message:
         case ("item", first):
             pass
