@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Role, Turn
@@ -61,7 +61,7 @@ class RAGRequest(BaseModel):
         str | None, Field(max_length=MAX_AUTHOR_CHARS, description="Only use this author's writing (name or alias).")
     ] = None
     stream: Annotated[
-        bool | None,
+        StrictBool | None,
         Field(description="Server-Sent Events; when omitted, `Accept: text/event-stream` asks for a stream."),
     ] = None
     progress: Annotated[
@@ -85,6 +85,15 @@ class RAGRequest(BaseModel):
     @property
     def turns(self) -> list[Turn]:
         return [turn.to_turn() for turn in self.history or []]
+
+    @field_validator("k", "expand_to_n", mode="before")
+    @classmethod
+    def _json_integer(cls, value: object) -> object:
+        # Types as the schema declares them: `"k": "5"` or `true` is a client bug to report, not to guess
+        # at (a JSON number with a zero fraction, 5.0, is an integer to JSON Schema, and stays accepted).
+        if isinstance(value, (str, bool)):
+            raise ValueError("Input should be a valid integer")
+        return value
 
     @field_validator("author")
     @classmethod

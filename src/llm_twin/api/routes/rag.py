@@ -56,6 +56,21 @@ Errors before the stream starts (invalid input, store unavailable) are ordinary 
 """
 
 
+#: One Server-Sent Event, as OpenAPI before 3.2 documents a stream (``schema`` describes each event).
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["sources", "token", "done", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "JSON: SourcesEventData, TokenEventData, DoneEventData or ErrorResponse, by event.",
+        },
+    },
+}
+
+
 def sse(event: str, data: BaseModel) -> bytes:
     return f"event: {event}\ndata: {data.model_dump_json()}\n\n".encode()
 
@@ -82,7 +97,8 @@ def wants_stream(body: RAGRequest, request: Request) -> bool:
     summary="Answer a question, grounded in the indexed writing",
     description=STREAM_DESCRIPTION,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {"content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}}},
+        400: {"model": ErrorResponse, "description": "The body could not be read as JSON (e.g. not UTF-8)"},
         401: {"model": ErrorResponse, "description": "API keys are configured and none (or a wrong one) was sent"},
         413: {"model": ErrorResponse, "description": "The request body is larger than LLM_TWIN_MAX_BODY_BYTES"},
         422: {"model": ErrorResponse, "description": "Invalid input; `field` names it"},
