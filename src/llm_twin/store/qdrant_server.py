@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from llm_twin.domain.deadline import Deadline
 from llm_twin.errors import StoreUnavailableError
 from llm_twin.store.base import (
     DENSE,
@@ -22,6 +26,8 @@ from llm_twin.store.base import (
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 
 def _author_filter(author_ids: tuple[str, ...] | None) -> models.Filter | None:
     if not author_ids:
@@ -35,9 +41,17 @@ class QdrantServerStore:
     backend = "server"
 
     def __init__(
-        self, client: QdrantClient, quantization: DenseQuantization = "int8", oversampling: float = 2.0
+        self,
+        client: QdrantClient,
+        quantization: DenseQuantization = "int8",
+        oversampling: float = 2.0,
+        *,
+        max_retries: int = 2,
+        backoff_s: float = 0.2,
     ) -> None:
         self.client = client
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
         self.quantization = quantization
         self._dense_params: models.SearchParams | None = None
         if quantization == "int8":
@@ -67,16 +81,27 @@ class QdrantServerStore:
         )
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except (ResponseHandlingException, ConnectionError, TimeoutError) as error:
-            raise StoreUnavailableError(f"Qdrant server unavailable: {type(error).__name__}") from None
-        except UnexpectedResponse as error:
-            if error.status_code == 404:
-                raise StoreUnavailableError(
-                    "collection missing on the Qdrant server: run `llm-twin ingest` first"
-                ) from None
-            raise StoreUnavailableError(f"Qdrant server error (HTTP {error.status_code})") from None
+        """``fn`` with bounded retries (backoff with jitter) on connection errors, timeouts and 5xx,
+        never sleeping past the request's deadline; every write is idempotent (deterministic ids)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (ResponseHandlingException, ConnectionError, TimeoutError) as error:
+                failure = StoreUnavailableError(f"Qdrant server unavailable: {type(error).__name__}")
+            except UnexpectedResponse as error:
+                if error.status_code == 404:
+                    raise StoreUnavailableError(
+                        "collection missing on the Qdrant server: run `llm-twin ingest` first"
+                    ) from None
+                failure = StoreUnavailableError(f"Qdrant server error (HTTP {error.status_code})")
+                if error.status_code is None or error.status_code < 500:
+                    raise failure from None
+            delay = self.backoff_s * (2**attempt) * (1 + random.random() * 0.25)
+            if attempt == self.max_retries or Deadline.bound_current(delay + 1.0) < delay + 1.0:
+                raise failure from None
+            logger.warning("%s; retry %d/%d in %.2fs", failure, attempt + 1, self.max_retries, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def ensure_collections(self, names: list[str], dimension: int) -> None:
         wanted = self._quantization_config()
