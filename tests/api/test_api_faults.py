@@ -147,8 +147,8 @@ def test_llm_5xx_is_retried_then_503(tmp_path, stub: Stub) -> None:
 
 
 class DegradedRetrieval(FakeRetrieval):
-    def run(self, query, k=None, expand_to_n=None, author=None) -> RetrievalResult:
-        result = super().run(query, k, expand_to_n, author)
+    def run(self, query, k=None, expand_to_n=None, author=None, **options) -> RetrievalResult:
+        result = super().run(query, k, expand_to_n, author, **options)
         result.warnings = ["query expansion failed (LLMUnavailableError); searched with the original query only"]
         result.degraded = ["expansion_failed", "collection_unavailable:embedded_posts"]
         return result
@@ -183,9 +183,9 @@ def test_degraded_codes_reach_json_sse_and_the_trace(tmp_path, spans: InMemorySp
 
 
 class SlowRetrieval(FakeRetrieval):
-    def run(self, query, k=None, expand_to_n=None, author=None) -> RetrievalResult:
+    def run(self, query, k=None, expand_to_n=None, author=None, **options) -> RetrievalResult:
         time.sleep(0.3)
-        return super().run(query, k, expand_to_n, author)
+        return super().run(query, k, expand_to_n, author, **options)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -3,6 +3,7 @@ every operation, bounded examples; no 5xx, and every response matches the schema
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from rag_fakes import FakeLLM, FakeRetrieval
@@ -12,14 +13,25 @@ from llm_twin.api.app import create_app
 from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import load_settings
 
-_settings = load_settings(data_dir="/nonexistent-llm-twin-fuzz", expand_max=3)
-app = create_app(_settings, RAGPipeline(FakeRetrieval(), FakeLLM(), _settings))
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+def make_app():
+    settings = load_settings(data_dir="/nonexistent-llm-twin-fuzz", expand_max=3)
+    return create_app(settings, RAGPipeline(FakeRetrieval(), FakeLLM(), settings))
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", make_app())
+
+
+@pytest.fixture
+def app():
+    """A fresh app per operation: schemathesis stops the app's lifespan after each test, and a
+    lifespan (the MCP session manager's) runs once per app."""
+    return make_app()
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_every_operation_conforms_to_its_schema(case: schemathesis.Case) -> None:
+def test_every_operation_conforms_to_its_schema(case: schemathesis.Case, app) -> None:
     # Not checked: that every schema-valid request is accepted. Rules beyond the schema reject some
     # with a 422 naming the field, by design: expand_to_n above LLM_TWIN_EXPAND_MAX, an unknown author.
-    case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    case.call_and_validate(app=app, excluded_checks=[positive_data_acceptance])

@@ -110,7 +110,7 @@ def test_openai_paths_get_the_openai_error_shape(keyed: TestClient) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_api_key" and error["type"] == "authentication_error"
 
 
 def test_keys_never_reach_the_logs(tmp_path, caplog: pytest.LogCaptureFixture) -> None:

@@ -56,7 +56,7 @@ class HostileRetrieval:
     def warm_up(self) -> None:
         pass
 
-    def run(self, query: str, k=None, expand_to_n=None, author=None) -> RetrievalResult:
+    def run(self, query: str, k=None, expand_to_n=None, author=None, history=()) -> RetrievalResult:
         return RetrievalResult(
             query=query,
             author=AuthorMatch(author=None, reason="none"),

@@ -22,6 +22,9 @@ from llm_twin.errors import OverloadedError
 
 T = TypeVar("T")
 
+#: Answer to a client that left while its request was queued (nginx's "client closed request": nobody
+#: reads it; the access log does).
+CLIENT_GONE_STATUS = 499
 #: How often a queued request checks whether its client is still there.
 DISCONNECT_POLL_S = 0.25
 #: Weight of the newest service time in the moving average (about the last ten requests count).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from llm_twin.api.schemas import AuthorRef, Source
 from llm_twin.domain.limits import MAX_REQUEST_NEW_TOKENS, MAX_STOP_CHARS, MAX_STOP_SEQUENCES
@@ -20,21 +20,21 @@ from llm_twin.domain.limits import MAX_REQUEST_NEW_TOKENS, MAX_STOP_CHARS, MAX_S
 class ContentPart(BaseModel):
     """One part of a message's content; only ``text`` parts can be answered."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str
     text: str | None = None
 
 
 class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool = False
 
@@ -46,6 +46,8 @@ NewTokens = Annotated[int | None, Field(ge=1, le=MAX_REQUEST_NEW_TOKENS)]
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(
         extra="ignore",
+        # JSON types as the schema declares them: `"temperature": false` or `"stream": 0` is refused, not guessed.
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -75,7 +77,22 @@ class ChatCompletionRequest(BaseModel):
     top_p: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
     stop: Annotated[
         list[StopSequence] | None,
-        Field(max_length=MAX_STOP_SEQUENCES, description="A string or a list of strings that end the answer."),
+        # The schema says what is accepted (one string or a list); the model holds the list.
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS},
+                        "maxItems": MAX_STOP_SEQUENCES,
+                    },
+                    {"type": "null"},
+                ],
+                "description": "A string or a list of strings that end the answer.",
+            }
+        ),
+        Field(max_length=MAX_STOP_SEQUENCES),
     ] = None
     n: Annotated[int | None, Field(ge=1, le=1, description="One answer per request.")] = None
 
@@ -120,6 +137,11 @@ class TwinExtension(BaseModel):
         default=None, description="A follow-up's standalone question, as it was searched and answered."
     )
     warnings: list[str] = Field(default_factory=list, description="Steps that degraded (e.g. the rewrite failed).")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Codes of the stages that degraded, e.g. expansion_failed, rerank_failed, "
+        "collection_unavailable:<name> (as in /rag).",
+    )
 
 
 class ChatCompletion(TwinExtension):
@@ -156,6 +178,7 @@ class ChatCompletionChunk(BaseModel):
     author: AuthorRef | None = None
     rewritten_query: str | None = None
     warnings: list[str] | None = None
+    degraded: list[str] | None = None
 
 
 class Model(BaseModel):

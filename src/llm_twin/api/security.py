@@ -25,6 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_twin.api.errors import is_openai_path, openai_error
+from llm_twin.api.schemas import ErrorDetail, ErrorResponse
+
 logger = logging.getLogger(__name__)
 
 #: Paths that answer without a key: the page, probes, metrics (unless LLM_TWIN_METRICS_REQUIRE_KEY)
@@ -32,12 +35,8 @@ logger = logging.getLogger(__name__)
 OPEN_PREFIXES = ("/static", "/health", "/ready", "/docs", "/redoc")
 OPEN_EXACT = ("/", "/openapi.json", "/favicon.ico")
 METRICS_PATH = "/metrics"
-#: Paths whose clients expect OpenAI's error shape.
-OPENAI_PREFIX = "/v1"
 #: Buckets kept at most (least recently used dropped): keys are few, client addresses may not be.
 MAX_BUCKETS = 10_000
-
-_OPENAI_TYPES = {401: "invalid_request_error", 413: "invalid_request_error", 429: "requests"}
 
 
 def is_open_path(path: str, *, metrics_open: bool = True) -> bool:
@@ -47,16 +46,12 @@ def is_open_path(path: str, *, metrics_open: bool = True) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
 
 
-def is_openai_path(path: str) -> bool:
-    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
-
-
 def refusal_body(path: str, status: int, code: str, message: str) -> dict[str, object]:
-    """The error body for ``path``: OpenAI's shape under ``/v1``, the service's (``api/errors.py``) elsewhere."""
+    """The error body for ``path``: OpenAI's shape under ``/v1``, the service's elsewhere (``api/errors.py``)."""
+    detail = ErrorDetail(code=code, message=message)
     if is_openai_path(path):
-        kind = _OPENAI_TYPES.get(status, "invalid_request_error")
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return {"error": {"code": code, "message": message}}
+        return openai_error(status, detail)[1].model_dump()
+    return ErrorResponse(error=detail).model_dump(exclude_none=True)
 
 
 async def send_refusal(

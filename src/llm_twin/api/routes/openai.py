@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
-import anyio
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from llm_twin.api.admission import CLIENT_GONE_STATUS, run_admitted, until_admitted_or_gone
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error, openai_error
 from llm_twin.api.openai_schemas import (
@@ -42,6 +42,7 @@ from llm_twin.api.openai_schemas import (
 from llm_twin.api.schemas import AuthorRef, Source
 from llm_twin.api.service import ServiceState, ThreadedStream
 from llm_twin.domain.conversation import SOURCES_HEADING, Turn
+from llm_twin.domain.deadline import Deadline
 from llm_twin.domain.limits import check_request
 from llm_twin.domain.twins import TwinCatalog
 from llm_twin.errors import InvalidInputError
@@ -55,12 +56,26 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 #: SSE comment sent while nothing else is (queued behind other generations); clients skip comments.
 KEEPALIVE_S = 15.0
 
+#: One Server-Sent Event of a streamed completion (OpenAPI before 3.2: ``schema`` describes each event).
+CHUNK_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "description": "A ChatCompletionChunk as JSON; the last event is [DONE]."}
+    },
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OpenAIErrorResponse, "description": "Invalid input; `param` names it"},
     404: {"model": OpenAIErrorResponse, "description": "Unknown model (`code`: model_not_found)"},
     502: {"model": OpenAIErrorResponse, "description": "The LLM failed"},
+    401: {"model": OpenAIErrorResponse, "description": "API keys are configured and none (or a wrong one) was sent"},
+    413: {"model": OpenAIErrorResponse, "description": "The request body is larger than LLM_TWIN_MAX_BODY_BYTES"},
+    429: {
+        "model": OpenAIErrorResponse,
+        "description": "The wait queue is full or the key's rate is used up; see Retry-After",
+    },
     503: {"model": OpenAIErrorResponse, "description": "Vector store or LLM unavailable"},
-    504: {"model": OpenAIErrorResponse, "description": "The LLM did not answer in time"},
+    504: {"model": OpenAIErrorResponse, "description": "The LLM or the request deadline ran out of time"},
 }
 
 
@@ -154,6 +169,7 @@ def _extension(context: AnswerContext) -> dict[str, Any]:
         "author": AuthorRef.from_author(context.author),
         "rewritten_query": context.rewritten_query,
         "warnings": list(context.warnings),
+        "degraded": list(context.degraded),
     }
 
 
@@ -172,12 +188,13 @@ def _check(body: ChatCompletionRequest, expand_max: int) -> tuple[str, list[Turn
     "/chat/completions",
     response_model=ChatCompletion,
     summary="Talk to a twin (OpenAI chat completions)",
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}, **ERRORS},
+    responses={200: {"content": {"text/event-stream": {"schema": CHUNK_EVENT_SCHEMA}}}, **ERRORS},
 )
 async def chat_completions(
-    body: ChatCompletionRequest, service: ServiceDep, settings: SettingsDep
-) -> ChatCompletion | StreamingResponse:
+    body: ChatCompletionRequest, request: Request, service: ServiceDep, settings: SettingsDep
+) -> ChatCompletion | Response:
     question, history = _check(body, settings.expand_max)
+    deadline = Deadline.after(settings.request_deadline_s)  # from arrival: queueing counts
     pipeline = await service.require_pipeline()
     twin = _catalog(pipeline).get(body.model)
     params = pipeline.generation_params(
@@ -191,11 +208,15 @@ async def chat_completions(
         "author": twin.author.id if twin.author else None,
         "history": history,
         "params": params,
+        "deadline": deadline,
     }
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     if not body.stream:
-        answer = await anyio.to_thread.run_sync(partial(pipeline.run, **arguments), limiter=service.limiter)
+        # 429 beyond LLM_TWIN_MAX_QUEUE waiting; a client that leaves while queued costs no prompt evaluation.
+        answer = await run_admitted(partial(pipeline.run, **arguments), service.limiter, request)
+        if answer is None:
+            return Response(status_code=CLIENT_GONE_STATUS)
         sources = [Source.from_chunk(chunk) for chunk in answer.sources]
         return ChatCompletion(
             id=completion_id,
@@ -215,10 +236,13 @@ async def chat_completions(
     stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments), service.limiter).start()
     try:
         # The sources event comes before any token: errors until then keep their HTTP status.
-        message = await stream.get()
+        message = await until_admitted_or_gone(stream.get(), lambda: stream.admitted, request)
     except BaseException:
         stream.stop()
         raise
+    if message is None:  # the client left while queued: the stream never starts
+        stream.stop()
+        return Response(status_code=CLIENT_GONE_STATUS)
     match message:
         case ("item", SourcesEvent() as first):
             pass

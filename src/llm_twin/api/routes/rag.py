@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from llm_twin.api.admission import run_admitted, until_admitted_or_gone
+from llm_twin.api.admission import CLIENT_GONE_STATUS, run_admitted, until_admitted_or_gone
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error
 from llm_twin.api.schemas import ErrorResponse, RAGRequest, RAGResponse, event_data
@@ -28,8 +28,6 @@ router = APIRouter(tags=["rag"])
 #: SSE comment sent while nothing else is (queued behind other generations): keeps proxies and
 #: clients from timing the connection out.
 KEEPALIVE_S = 15.0
-#: Answer to a client that left while its request was queued (nobody reads it; the access log does).
-CLIENT_GONE_STATUS = 499
 
 STREAM_DESCRIPTION = """
 Answer ``query`` from the indexed writing, citing sources as ``[n]`` (``sources[n-1]``).
