@@ -164,3 +164,24 @@ def test_a_queued_client_that_leaves_gives_up_its_place(tmp_path, stream: bool) 
     assert after.status_code == 200
     assert [call["query"] for call in retrieval.calls] == ["first", "after"]  # "impatient" never ran
     assert llm.calls == 2
+
+
+def test_the_openai_api_shares_the_queue_and_gets_its_own_error_shape(gated) -> None:
+    client, _, llm = gated
+    chat = {"model": "twin-guido-van-rossum", "messages": [{"role": "user", "content": "pattern matching?"}]}
+    first = threading.Thread(target=lambda: client.post("/rag", json={"query": "first", "stream": False}))
+    first.start()
+    assert llm.entered.wait(10)
+    second = threading.Thread(target=lambda: client.post("/v1/chat/completions", json=chat))
+    second.start()
+    deadline = time.monotonic() + 5
+    while client.app.state.service.limiter.waiting < 1 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.01)
+    refused = client.post("/v1/chat/completions", json={**chat, "stream": True})
+    llm.gate.set()
+    first.join(10)
+    second.join(10)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    error = refused.json()["error"]
+    assert error["code"] == "overloaded" and error["type"] == "rate_limit_error" and "param" in error
