@@ -62,6 +62,8 @@ def test_a_failed_rewrite_searches_the_follow_up_as_asked_with_a_warning(llm: Fa
     result = HelperLLMQuestionRewriter(llm, timeout_s=0.2).run(FOLLOW_UP, GUIDO_TURNS)
     assert result.question == FOLLOW_UP
     assert result.error is not None and warning in result.error
+    # A helper that was asked and failed is a degradation (a code); none configured is a choice.
+    assert result.degraded == (None if llm is None else "rewrite_failed")
 
 
 def test_parse_rewrite_strips_labels_and_quotes_and_refuses_answers() -> None:

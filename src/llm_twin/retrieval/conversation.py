@@ -18,7 +18,7 @@ from llm_twin.domain.limits import MAX_QUERY_CHARS
 from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
 from llm_twin.llm.helper import ask_helper
 from llm_twin.retrieval.author_resolver import AuthorResolver, shares_a_word
-from llm_twin.retrieval.types import AuthorMatch
+from llm_twin.retrieval.types import REWRITE_FAILED, AuthorMatch
 
 #: With the example, Qwen2.5-Coder-1.5B rewrote both follow-ups of a hand check ("What else did he write
 #: about code style?" -> "What else did Guido van Rossum write about code style?"); without it, it
@@ -72,6 +72,8 @@ def conversation_text(history: Sequence[Turn], max_turns: int, max_chars: int) -
 class RewriteResult:
     question: str  # the standalone question, or the follow-up as asked when there is none
     error: str | None = None  # why the follow-up is searched as asked
+    #: ``REWRITE_FAILED`` when the helper was asked and gave nothing usable (not when none is configured).
+    degraded: str | None = None
 
 
 class HelperLLMQuestionRewriter:
@@ -115,12 +117,14 @@ class HelperLLMQuestionRewriter:
         answer = ask_helper(self.llm, messages, params, self.timeout_s)
         if answer.text is None:
             return RewriteResult(
-                question, f"question rewrite {answer.failure} ({answer.error}); the follow-up was searched as asked"
+                question,
+                f"question rewrite {answer.failure} ({answer.error}); the follow-up was searched as asked",
+                REWRITE_FAILED,
             )
         rewritten = parse_rewrite(answer.text, question)
         if rewritten is None:
             return RewriteResult(
-                question, "helper LLM returned no usable question; the follow-up was searched as asked"
+                question, "helper LLM returned no usable question; the follow-up was searched as asked", REWRITE_FAILED
             )
         return RewriteResult(rewritten)
 
@@ -134,6 +138,7 @@ class FollowUp:
     question: str
     author: AuthorMatch | None = None
     warnings: list[str] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
     #: Every turn and the follow-up, for checking that a name in the rewrite came from the conversation.
     conversation: str = ""
 
@@ -179,6 +184,7 @@ class FollowUpResolver:
             asked=question,
             question=rewrite.question,
             warnings=[rewrite.error] if rewrite.error else [],
+            degraded=[rewrite.degraded] if rewrite.degraded else [],
             conversation="\n".join([*(turn.content for turn in history), question]),
         )
         if resolver.run(question).status == "none":  # the follow-up names nobody: "he", "she", "they"

@@ -188,6 +188,7 @@ class RetrievalPipeline:
                 report_progress("rewrite", "Rewriting the follow-up question")
                 followup = self._follow_up(asked, history, timings)
                 warnings.extend(followup.warnings)
+                degraded.extend(followup.degraded)
                 query = followup.question
             if n > 1:
                 report_progress("expand", f"Expanding the question into {n} searches", n)

@@ -9,6 +9,8 @@ from llm_twin.domain.authors import Author
 from llm_twin.domain.documents import EmbeddedChunk
 
 # --- degradation codes (``degraded`` in results and answers, ``degraded`` span attributes) -----------
+#: A follow-up could not be rewritten into a standalone question: searched as asked.
+REWRITE_FAILED = "rewrite_failed"
 #: The helper LLM failed or timed out: searched with the original query only.
 EXPANSION_FAILED = "expansion_failed"
 #: The helper LLM failed while looking for an author the matcher did not find: no author filter.
