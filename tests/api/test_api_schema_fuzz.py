@@ -7,6 +7,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from rag_fakes import FakeLLM, FakeRetrieval
+from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from llm_twin.api.app import create_app
@@ -34,4 +35,10 @@ def app():
 def test_every_operation_conforms_to_its_schema(case: schemathesis.Case, app) -> None:
     # Not checked: that every schema-valid request is accepted. Rules beyond the schema reject some
     # with a 422 naming the field, by design: expand_to_n above LLM_TWIN_EXPAND_MAX, an unknown author.
-    case.call_and_validate(app=app, excluded_checks=[positive_data_acceptance])
+    # A 503 is a documented state here (the fake pipeline has no writable index or author registry):
+    # its status and body are still checked against the schema, only not counted as a server error.
+    response = case.call(app=app)
+    excluded = [positive_data_acceptance]
+    if response.status_code == 503:
+        excluded.append(not_a_server_error)
+    case.validate_response(response, excluded_checks=excluded)

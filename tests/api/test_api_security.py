@@ -225,3 +225,11 @@ def test_the_body_limit_is_configurable_and_bodies_under_it_pass(tmp_path) -> No
         big = {"query": "x" * 1900, "stream": False, "author": "y" * 190}
         assert client.post("/rag", json=big).status_code == 413
         assert client.post("/v1/chat/completions", content=b"x" * 4096).json()["error"]["code"] == "payload_too_large"
+
+
+def test_documents_have_their_own_larger_body_limit(tmp_path) -> None:
+    with make_client(tmp_path, max_body_bytes=2048) as client:
+        bulk = b'{"id": "a", "text": "' + b"x" * 100_000 + b'"}\n'
+        response = client.post("/documents", content=bulk, headers={"Content-Type": "application/x-ndjson"})
+        assert response.status_code != 413  # the live index decides on it (here: no writable store), not the limit
+        assert client.post("/rag", content=bulk, headers={"Content-Type": "application/json"}).status_code == 413

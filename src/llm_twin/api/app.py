@@ -19,6 +19,7 @@ from llm_twin.api.routes import authors, documents, feedback, health, metrics, o
 from llm_twin.api.security import ApiKeyMiddleware, BodySizeLimitMiddleware
 from llm_twin.api.service import ServiceState
 from llm_twin.api.telemetry import Telemetry, TelemetryMiddleware
+from llm_twin.domain.limits import MAX_DOCUMENTS_BODY_BYTES
 from llm_twin.observability import configure_tracing
 from llm_twin.rag.pipeline import RAGPipeline
 from llm_twin.settings import Settings, get_settings
@@ -33,7 +34,12 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     body size → the routes; telemetry (traces, metrics) goes outside them all, so refusals are
     counted and traced too. Pure ASGI, so routers and sub-apps added later are covered as well.
     (``add_middleware`` puts each one outside the ones before.)"""
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Documents are bulk writes with their own, larger limit (``POST /documents`` checks it too).
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/documents": max(settings.max_body_bytes, MAX_DOCUMENTS_BODY_BYTES)},
+    )
     app.add_middleware(
         ApiKeyMiddleware,
         keys=[key.get_secret_value() for key in settings.api_keys],

@@ -65,7 +65,7 @@ class RAGRequest(BaseModel):
         Field(description="Server-Sent Events; when omitted, `Accept: text/event-stream` asks for a stream."),
     ] = None
     progress: Annotated[
-        bool,
+        StrictBool,
         Field(
             description="With a stream: also send an `event: status` before each stage (stage, message, "
             "elapsed_ms). The stream (200) then starts at the first one, so an error found later in retrieval "

@@ -203,17 +203,26 @@ class BodySizeLimitMiddleware:
     sees the client as gone (``http.disconnect``): whatever it answers afterwards is dropped.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        #: Paths (and what lies below them) that carry more than a question, e.g. ``/documents``.
+        self.path_limits = dict(path_limits or {})
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.path_limits.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("path", ""))
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
             return
         received = 0
         refused = False
@@ -226,10 +235,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     refused = True
                     if not started:
-                        await self._refuse(scope, send)
+                        await self._refuse(scope, send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -243,7 +252,5 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, counting_receive, guarded_send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        await send_refusal(
-            scope, send, 413, "payload_too_large", f"the request body is larger than {self.max_bytes} bytes"
-        )
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        await send_refusal(scope, send, 413, "payload_too_large", f"the request body is larger than {limit} bytes")

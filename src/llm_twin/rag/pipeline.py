@@ -328,8 +328,6 @@ class RAGPipeline:
                 set_attributes(root, {"degraded": list(prepared.retrieval.degraded)})
             if prepared.retrieval.rewritten_query is not None and self.settings.trace_content:
                 set_attributes(root, {"conversation.rewritten_query": prepared.retrieval.rewritten_query})
-            if prepared.retrieval.degraded:
-                set_attributes(root, {"degraded": list(prepared.retrieval.degraded)})
             sources = self._sources(prepared)
             yield sources
             if prepared.prompt is None:

@@ -98,6 +98,20 @@ async def add_documents(request: Request, service: ServiceDep) -> DocumentsWritt
     return DocumentsWrittenResponse.from_report(report, received=len(items))
 
 
+# Before the delete route: its path template would also match /documents/progress (an OPTIONS there
+# would then answer 405 with `Allow: DELETE`).
+@router.get(
+    "/documents/progress",
+    response_model=IngestProgressResponse,
+    summary="Progress of the background ingest (serve --ingest / --watch)",
+)
+async def ingest_progress(service: ServiceDep) -> IngestProgressResponse:
+    snapshot = service.ingest_progress()
+    if snapshot is None:
+        snapshot = ProgressSnapshot("idle", None, 0, 0, 0, 0, 0, 0.0, None, None)
+    return IngestProgressResponse.from_snapshot(snapshot)
+
+
 @router.delete(
     "/documents/{document_id:path}",
     response_model=DocumentDeletedResponse,
@@ -116,15 +130,3 @@ async def delete_document(
     if not removed:
         raise NotFoundError("document_id", f"no document with id {document_id!r}")
     return DocumentDeletedResponse(id=document_id, deleted=removed)
-
-
-@router.get(
-    "/documents/progress",
-    response_model=IngestProgressResponse,
-    summary="Progress of the background ingest (serve --ingest / --watch)",
-)
-async def ingest_progress(service: ServiceDep) -> IngestProgressResponse:
-    snapshot = service.ingest_progress()
-    if snapshot is None:
-        snapshot = ProgressSnapshot("idle", None, 0, 0, 0, 0, 0, 0.0, None, None)
-    return IngestProgressResponse.from_snapshot(snapshot)

@@ -33,6 +33,7 @@ class UnknownTraceError(LLMTwinError):
     response_model=FeedbackResponse,
     summary="Record a user's verdict on an answer (by its trace_id)",
     responses={
+        400: {"model": ErrorResponse, "description": "The body could not be read as JSON (e.g. not UTF-8)"},
         404: {"model": ErrorResponse, "description": "No recent answer of this instance has this trace_id"},
         422: {"model": ErrorResponse, "description": "Invalid input; `field` names it"},
     },
