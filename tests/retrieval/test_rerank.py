@@ -208,6 +208,27 @@ def test_directory_without_onnx_needs_sentence_transformers(tmp_path: Path, monk
     assert ranked[0].id == "c2"  # the long passage
 
 
+def test_a_hub_id_goes_to_sentence_transformers_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub_id = "cross-encoder/ms-marco-MiniLM-L-4-v2"  # not under models_dir: the reference's production path
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # not installed: a clear error
+    with pytest.raises(ModelNotFoundError, match="neither a local directory"):
+        build_reranker(_settings(tmp_path, rerank_model=hub_id))
+
+    loaded: list[str] = []
+
+    class HubCrossEncoder:  # stands in for the download (no hub here)
+        def __init__(self, name: str, max_length: int) -> None:
+            loaded.append(name)
+
+        def predict(self, pairs, batch_size: int):
+            return [float(len(p)) for _q, p in pairs]
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(CrossEncoder=HubCrossEncoder))
+    reranker = build_reranker(_settings(tmp_path, rerank_model=hub_id))
+    assert isinstance(reranker, SentenceTransformersCrossEncoderReranker) and hub_id in reranker.description
+    assert reranker.run(QUERY, _chunks(), top_k=2)[0].id == "c2" and loaded == [hub_id]
+
+
 def test_none_and_llm_backends(tmp_path: Path) -> None:
     assert isinstance(build_reranker(_settings(tmp_path, rerank_backend="none")), NoopReranker)
     with pytest.raises(RerankerConfigError, match="helper LLM"):

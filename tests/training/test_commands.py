@@ -57,3 +57,38 @@ def test_without_torch_it_says_how_to_install_it(tiny_train, tmp_path, monkeypat
     assert result.exit_code == 1
     assert "make install-train" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "data").exists()  # failed before mining
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ([], "--corpus/--dataset"),  # neither
+        (["--split", "test"], "--split"),  # never train on the test qrels
+        (["--layers", "0"], "--layers"),
+        (["--negatives", "0"], "--negatives"),
+        (["--max-length", "8"], "--max-length"),
+        (["--style", "poem"], "--style"),
+        (["--synthetic", "0", "--ict", "0"], "--synthetic/--ict"),
+        (["--limit", "0"], "--limit"),
+        (["--fusion", "max"], "--fusion"),
+        (["--max-minutes", "0"], "--max-minutes"),
+    ],
+)
+def test_reranker_bad_options(tiny_train, tmp_path, monkeypatch, args, field):
+    monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
+    source = [] if args == [] else ["--dataset", str(tiny_train)]
+    result = CliRunner().invoke(app, ["train", "reranker", *source, "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2, result.output
+    assert field in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
+
+
+def test_reranker_without_torch_says_how_to_install_it(tiny_train, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = CliRunner().invoke(
+        app, ["train", "reranker", "--dataset", str(tiny_train), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    assert "make install-train" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()  # failed before any generation

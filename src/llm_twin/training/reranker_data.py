@@ -1,0 +1,149 @@
+"""Reranker training groups: a query, the passage it belongs to, and hard negatives from our hybrid search.
+
+Every group is built from what the reranker will see at query time: the chunks our hybrid search
+returns for the query, as ``passage_text`` (title + chunk). A synthetic query is kept only when the
+search finds its source in the top ``keep_top`` (the round-trip filter: a query the first stage
+cannot place is too vague, or not about its passage); its negatives are the chunks of other
+documents ranked right below the source, the ones the reranker has to push down. A labelled query
+(a dataset's train qrels) takes the same chunks, minus every document marked relevant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.retrieval.rerankers.base import passage_text
+from llm_twin.training.synthetic import SyntheticQuery
+
+
+class HybridSearcher(Protocol):
+    def search_each(
+        self, queries: list[str], limit: int, mode: str | None = None
+    ) -> tuple[list[list[EmbeddedChunk]], dict[str, float]]: ...
+
+
+@dataclass
+class RerankGroup:
+    query_id: str
+    query: str
+    positive: str
+    negatives: list[str]
+    method: str  # provenance: "llm:<model>", "ict-sentence" or "qrels:<split>"
+    document_id: str
+    positive_rank: int = -1  # rank of the source in the hybrid results (-1: labelled, not searched for)
+    negative_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _search(searcher: HybridSearcher, queries: list[str], depth: int, batch_size: int) -> list[list[EmbeddedChunk]]:
+    results: list[list[EmbeddedChunk]] = []
+    for start in range(0, len(queries), batch_size):
+        chunks, _ = searcher.search_each(queries[start : start + batch_size], limit=depth, mode="hybrid")
+        results.extend(chunks)
+    return results
+
+
+def synthetic_groups(
+    rows: Sequence[SyntheticQuery],
+    searcher: HybridSearcher,
+    keep_top: int = 10,
+    depth: int = 30,
+    negatives: int = 7,
+    batch_size: int = 32,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[RerankGroup], dict[str, int]]:
+    """Groups for the queries that pass the round-trip filter, and counts per outcome."""
+    say = progress or (lambda _: None)
+    counts = {"queries": len(rows), "kept": 0, "source_not_in_top": 0, "no_negatives": 0}
+    groups: list[RerankGroup] = []
+    results = _search(searcher, [r.query for r in rows], depth, batch_size)
+    for row, chunks in zip(rows, results, strict=True):
+        rank = next((i for i, c in enumerate(chunks) if _is_source(c, row)), None)
+        if rank is None or rank >= keep_top:
+            counts["source_not_in_top"] += 1
+            continue
+        below = [c for c in chunks[rank + 1 :] if c.document_id != row.document_id][:negatives]
+        if not below:
+            counts["no_negatives"] += 1
+            continue
+        positive = passage_text(chunks[rank])
+        if row.removed:
+            positive = " ".join(positive.replace(row.removed, " ").split())
+        groups.append(
+            RerankGroup(
+                f"{row.method}:{row.source_id}",
+                row.query,
+                positive,
+                [passage_text(c) for c in below],
+                row.method,
+                row.document_id,
+                rank,
+                [c.id for c in below],
+            )
+        )
+    counts["kept"] = len(groups)
+    say(f"round-trip filter: {counts}")
+    return groups, counts
+
+
+def _is_source(chunk: EmbeddedChunk, row: SyntheticQuery) -> bool:
+    if row.source_kind == "chunk":
+        return chunk.id == row.source_id
+    return chunk.document_id == row.document_id
+
+
+def labelled_groups(
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    texts: dict[str, str],
+    searcher: HybridSearcher,
+    split: str,
+    depth: int = 30,
+    negatives: int = 7,
+    batch_size: int = 32,
+) -> list[RerankGroup]:
+    """One group per (query, relevant document): that document's best chunk in the results (its
+    text when the search missed it) against the best-ranked chunks of unlabelled documents."""
+    qids = sorted(q for q in queries if any(g > 0 for g in qrels.get(q, {}).values()))
+    results = _search(searcher, [queries[q] for q in qids], depth, batch_size)
+    groups = []
+    for qid, chunks in zip(qids, results, strict=True):
+        relevant = {d for d, g in qrels[qid].items() if g > 0}
+        below = [c for c in chunks if c.document_id not in relevant][:negatives]
+        if not below:
+            continue
+        for doc in sorted(relevant):
+            hit = next((c for c in chunks if c.document_id == doc), None)
+            positive = passage_text(hit) if hit is not None else texts.get(doc)
+            if positive is None:
+                continue
+            groups.append(
+                RerankGroup(
+                    f"{split}:{qid}:{doc}",
+                    queries[qid],
+                    positive,
+                    [passage_text(c) for c in below],
+                    f"qrels:{split}",
+                    doc,
+                    negative_ids=[c.id for c in below],
+                )
+            )
+    return groups
+
+
+def write_groups(path: Path, groups: Sequence[RerankGroup]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for group in groups:
+            out.write(json.dumps(group.as_dict(), ensure_ascii=False) + "\n")
+
+
+def read_groups(path: Path) -> list[RerankGroup]:
+    return [RerankGroup(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,128 @@
+"""Reranker training data: synthetic queries (cached, resumable) and the round-trip filter (no torch)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from llm_fakes import FakeLLM
+from llm_twin.domain.documents import EmbeddedChunk
+from llm_twin.training.reranker_data import labelled_groups, read_groups, synthetic_groups, write_groups
+from llm_twin.training.synthetic import (
+    ICT_METHOD,
+    LlmQueryWriter,
+    Source,
+    SyntheticQuery,
+    clean_query,
+    generate_queries,
+    ict_query,
+    read_cache,
+)
+
+ABSTRACT = (
+    "Vitamin D status was measured in four thousand older adults. "
+    "Supplementation with vitamin D lowered the rate of hip fractures by a third. "
+    "The effect was larger in women than in men over five years. "
+    "No change in mortality was seen in either group of patients."
+)
+
+
+def chunk(doc: str, index: int = 0, text: str = "text") -> EmbeddedChunk:
+    return EmbeddedChunk(
+        id=f"{doc}-{index}",
+        collection="articles",
+        content_type="article",
+        document_id=doc,
+        chunk_index=index,
+        content=text,
+        author_ids=[],
+        author_full_name="",
+        title=f"title {doc}",
+    )
+
+
+class FakeSearcher:
+    """Returns a fixed ranking per query text; records the limit asked for."""
+
+    def __init__(self, rankings: dict[str, list[EmbeddedChunk]]) -> None:
+        self.rankings = rankings
+        self.limits: list[int] = []
+
+    def search_each(self, queries, limit, mode=None):
+        self.limits.append(limit)
+        return [self.rankings.get(q, []) for q in queries], {}
+
+
+def test_clean_query_strips_labels_and_refuses_junk():
+    assert clean_query('Claim: "Vitamin D lowers fracture risk."\nmore') == "Vitamin D lowers fracture risk."
+    assert clean_query("Question - does it work in mice?") == "does it work in mice?"
+    assert clean_query("yes") is None
+    assert clean_query("") is None
+
+
+def test_ict_query_is_a_sentence_of_the_passage():
+    query, removed = ict_query(ABSTRACT, random.Random(1))  # type: ignore[misc]
+    assert query == removed and query in ABSTRACT
+    assert ict_query("Too short. Only two sentences here.", random.Random(1)) is None
+
+
+def test_generation_is_cached_and_resumes(tmp_path):
+    sources = [Source(f"d{i}", f"d{i}", "document", ABSTRACT) for i in range(3)]
+    cache = tmp_path / "queries.jsonl"
+    llm = FakeLLM(answer="Claim: Vitamin D supplements prevent hip fractures in older adults.")
+    rows = generate_queries(sources[:2], cache, LlmQueryWriter(llm, style="claim"))
+    assert len(llm.calls) == 2 and {r.method for r in rows} == {"llm:fake", ICT_METHOD}
+    assert "claim" in llm.calls[0][0][0]["content"]
+    # A rerun over more passages asks only for the new one and keeps the cached rows as they were.
+    rows = generate_queries(sources, cache, LlmQueryWriter(llm, style="claim"))
+    assert len(llm.calls) == 3
+    assert len(rows) == 6 and len(read_cache(cache)) == 6
+    first = json.loads(cache.read_text().splitlines()[0])
+    assert {"query", "source_id", "document_id", "method", "removed"} <= set(first)
+    # A line cut short by an interrupted run is skipped, not fatal.
+    with cache.open("a") as handle:
+        handle.write('{"query": "cut')
+    assert len(read_cache(cache)) == 6
+
+
+def test_round_trip_filter_and_negatives_below_the_source():
+    rows = [
+        SyntheticQuery("found at rank 1", "d1", "d1", "document", "llm:fake"),
+        SyntheticQuery("not found", "d9", "d9", "document", "llm:fake"),
+        SyntheticQuery("found too low", "d2", "d2", "document", "llm:fake"),
+        SyntheticQuery("ict", "d3-0", "d3", "chunk", ICT_METHOD, removed="secret sentence."),
+    ]
+    searcher = FakeSearcher(
+        {
+            "found at rank 1": [chunk("d5"), chunk("d1"), chunk("d1", 1), chunk("d6"), chunk("d7")],
+            "found too low": [chunk(f"x{i}") for i in range(5)] + [chunk("d2")],
+            "ict": [chunk("d3", 1), chunk("d3", 0, "keep this. secret sentence. and this"), chunk("d8")],
+        }
+    )
+    groups, counts = synthetic_groups(rows, searcher, keep_top=3, depth=30, negatives=2)
+    assert counts == {"queries": 4, "kept": 2, "source_not_in_top": 2, "no_negatives": 0}
+    first, ict = groups
+    # Negatives come from other documents ranked below the source (d5 ranks above it: not used).
+    assert first.positive_rank == 1 and first.negative_ids == ["d6-0", "d7-0"]
+    assert first.positive == "title d1\ntext" and first.method == "llm:fake"
+    # A chunk source matches its own chunk only, and the ICT sentence is cut from the positive.
+    assert ict.positive_rank == 1 and ict.negative_ids == ["d8-0"]
+    assert "secret" not in ict.positive and "keep this." in ict.positive
+    assert searcher.limits == [30]
+
+
+def test_labelled_groups_skip_every_relevant_document(tmp_path):
+    searcher = FakeSearcher({"q": [chunk("d2"), chunk("d1"), chunk("d3"), chunk("d4")]})
+    groups = labelled_groups(
+        {"q1": "q", "q2": "unlabelled"},
+        {"q1": {"d1": 1, "d2": 1, "d0": 1}},
+        {"d0": "text of d0"},
+        searcher,
+        "train",
+        negatives=5,
+    )
+    assert [g.document_id for g in groups] == ["d0", "d1", "d2"]
+    assert all(g.negative_ids == ["d3-0", "d4-0"] and g.method == "qrels:train" for g in groups)
+    assert groups[0].positive == "text of d0"  # not retrieved: its text from the corpus
+    write_groups(tmp_path / "g.jsonl", groups)
+    assert read_groups(tmp_path / "g.jsonl") == groups
