@@ -85,7 +85,7 @@ def scifact(dataset_dir: Path, models: dict[str, Path], limit: int | None, top_n
             seen = {c.id for c in head}
             tail = [c.model_copy(update={"score": floor - 1 - i}) for i, c in enumerate(chunks) if c.id not in seen]
             run[qid] = documents_ranking(head + tail)
-            if n % 25 == 0:
+            if n % 5 == 0:
                 print(f"{name}: {n}/{len(qids)} queries, p50 {statistics.median(times):.0f} ms", file=sys.stderr)
         rows.append(
             {
