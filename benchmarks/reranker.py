@@ -160,6 +160,8 @@ def demo(model: Path, dev_path: Path, data_dir: Path, top_n: int) -> dict:
 
 def markdown(result: dict) -> str:
     lines = ["# Reranker benchmark", ""]
+    if result.get("note"):
+        lines += [f"Note: {result['note']}", ""]
     sci = result.get("scifact")
     if sci:
         lines += [
@@ -205,6 +207,7 @@ def main() -> None:
     parser.add_argument("--demo-dev", type=Path, help="dev.jsonl written by `llm-twin train reranker --corpus`.")
     parser.add_argument("--demo-data-dir", type=Path, help="Data dir holding the ingested demo corpus.")
     parser.add_argument("--skip-scifact", action="store_true")
+    parser.add_argument("--note", default="", help="A line for the results (e.g. how the models were trained).")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     models = {}
@@ -219,6 +222,8 @@ def main() -> None:
     result: dict = {
         "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()}"
     }
+    if args.note:
+        result["note"] = args.note
     if not args.skip_scifact:
         result["scifact"] = scifact(args.dataset, models, args.limit, args.top_n, args.threads)
     if args.latency_queries and models:
