@@ -12,7 +12,7 @@ from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
-from llm_twin.api.admission import AdmissionLimiter
+from llm_twin.api.admission import AdmissionLimiter, ClientConnection, until_admitted_or_gone
 from llm_twin.api.errors import LiveIndexUnavailableError, ServiceNotReadyError
 from llm_twin.errors import LLMTwinError
 from llm_twin.ingest.live import LiveIndex
@@ -291,3 +291,29 @@ class ThreadedStream(Generic[T]):
             self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self._stop.set()
+
+
+async def open_stream(
+    make_iterator: Callable[[], Iterator[T]], limiter: anyio.CapacityLimiter, client: ClientConnection
+) -> tuple[ThreadedStream[T], T] | None:
+    """Start a ``ThreadedStream`` and wait for its first item before the response commits to a 200.
+
+    Errors before that item (bad author, store gone, queue full) raise here, so they keep their own
+    HTTP status. None when the client left while queued: the stream never started.
+    """
+    stream: ThreadedStream[T] = ThreadedStream(make_iterator, limiter).start()
+    try:
+        message = await until_admitted_or_gone(stream.get(), lambda: stream.admitted, client)
+    except BaseException:
+        stream.stop()
+        raise
+    if message is None:
+        stream.stop()
+        return None
+    match message:
+        case ("item", first):
+            return stream, first
+        case ("error", error):
+            raise error
+        case _:  # pragma: no cover - the pipeline always starts with a status or sources event
+            raise RuntimeError("stream ended before its first event")

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from llm_twin.api.admission import CLIENT_GONE_STATUS, run_admitted, until_admitted_or_gone
+from llm_twin.api.admission import CLIENT_GONE_STATUS, run_admitted
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error, openai_error
 from llm_twin.api.openai_schemas import (
@@ -40,7 +40,7 @@ from llm_twin.api.openai_schemas import (
     Usage,
 )
 from llm_twin.api.schemas import AuthorRef, Source
-from llm_twin.api.service import ServiceState, ThreadedStream
+from llm_twin.api.service import ServiceState, ThreadedStream, open_stream
 from llm_twin.domain.conversation import SOURCES_HEADING, Turn
 from llm_twin.domain.deadline import Deadline
 from llm_twin.domain.limits import check_request
@@ -232,24 +232,15 @@ async def chat_completions(
             **_extension(answer),
         )
 
-    # The producer holds one of /rag's worker slots for its whole run.
-    stream: ThreadedStream[RAGEvent] = ThreadedStream(partial(pipeline.stream, **arguments), service.limiter).start()
-    try:
-        # The sources event comes before any token: errors until then keep their HTTP status.
-        message = await until_admitted_or_gone(stream.get(), lambda: stream.admitted, request)
-    except BaseException:
-        stream.stop()
-        raise
-    if message is None:  # the client left while queued: the stream never starts
-        stream.stop()
+    # The producer holds one of /rag's worker slots for its whole run; the sources event comes
+    # before any token, so errors until then keep their HTTP status.
+    opened = await open_stream(partial(pipeline.stream, **arguments), service.limiter, request)
+    if opened is None:  # the client left while queued: the stream never started
         return Response(status_code=CLIENT_GONE_STATUS)
-    match message:
-        case ("item", SourcesEvent() as first):
-            pass
-        case ("error", error):
-            raise error
-        case _:  # pragma: no cover - the pipeline always starts with a sources event
-            raise RuntimeError("RAG stream ended before its sources event")
+    stream, first = opened
+    if not isinstance(first, SourcesEvent):  # pragma: no cover - without progress, sources come first
+        stream.stop()
+        raise RuntimeError("RAG stream did not start with its sources event")
     chunks = _ChunkWriter(completion_id, created, twin.model_id)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from llm_twin.api.admission import CLIENT_GONE_STATUS, run_admitted, until_admitted_or_gone
+from llm_twin.api.admission import CLIENT_GONE_STATUS, run_admitted
 from llm_twin.api.deps import ServiceDep, SettingsDep
 from llm_twin.api.errors import describe_error
 from llm_twin.api.schemas import ErrorResponse, RAGRequest, RAGResponse, event_data
-from llm_twin.api.service import ThreadedStream
+from llm_twin.api.service import ThreadedStream, open_stream
 from llm_twin.domain.deadline import Deadline
 from llm_twin.domain.limits import check_request
 from llm_twin.observability.context import current_request, note_error
@@ -154,27 +154,12 @@ async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings:
             return Response(status_code=CLIENT_GONE_STATUS)
         return RAGResponse.from_answer(answer, trace_id)
 
-    # The stream's producer holds one of the same worker slots as a blocking call, for its whole run.
-    stream: ThreadedStream[RAGEvent] = ThreadedStream(
-        partial(pipeline.stream, **arguments, progress=body.progress), service.limiter
-    ).start()
-    try:
-        # Wait for the first event (the sources, unless progress was asked for) before committing to
-        # a 200, so retrieval errors (bad author, store gone, queue full) still get their JSON status code.
-        message = await until_admitted_or_gone(stream.get(), lambda: stream.admitted, request)
-    except BaseException:
-        stream.stop()
-        raise
-    if message is None:  # the client left while queued: the stream never starts
-        stream.stop()
+    # The stream's producer holds one of the same worker slots as a blocking call, for its whole run;
+    # waiting for its first event keeps retrieval errors on their own status codes.
+    opened = await open_stream(partial(pipeline.stream, **arguments, progress=body.progress), service.limiter, request)
+    if opened is None:  # the client left while queued: the stream never started
         return Response(status_code=CLIENT_GONE_STATUS)
-    match message:
-        case ("item", first):
-            pass
-        case ("error", error):
-            raise error
-        case _:  # the pipeline always starts with a sources (or status) event
-            raise RuntimeError("RAG stream ended before its sources event")
+    stream, first = opened
     return StreamingResponse(
         _event_stream(stream, first, trace_id),
         media_type="text/event-stream",
