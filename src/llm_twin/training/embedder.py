@@ -29,6 +29,20 @@ class TrainingUnavailableError(UnavailableError):
     """torch / transformers are not installed (the message names the make target)."""
 
 
+def require_training_stack(base_model: Path) -> None:
+    """Fail with a clear message unless torch and transformers are installed (``make install-train``; the
+    service never installs them) and ``base_model`` is a Hugging Face model directory."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise TrainingUnavailableError(
+            "training needs torch and transformers, which the service does not install: run `make install-train`"
+        ) from None
+    if not (base_model / "config.json").is_file():
+        raise TrainingUnavailableError(f"--base: {base_model} is not a HuggingFace model directory (no config.json)")
+
+
 @dataclass
 class TrainingReport:
     base_model: str
@@ -73,17 +87,9 @@ class SentenceEmbedderTrainer:
     def warm_up(self) -> None:
         if self._model is not None:
             return
-        try:
-            import torch  # noqa: F401
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError:
-            raise TrainingUnavailableError(
-                "training needs torch and transformers, which the service does not install: run `make install-train`"
-            ) from None
-        if not (self.base_model / "config.json").is_file():
-            raise TrainingUnavailableError(
-                f"--base: {self.base_model} is not a HuggingFace model directory (no config.json)"
-            )
+        require_training_stack(self.base_model)
+        from transformers import AutoModel, AutoTokenizer
+
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.base_model))
         self._model = AutoModel.from_pretrained(str(self.base_model))
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from llm_twin.errors import InvalidInputError
-from llm_twin.training.embedder import TOKENIZER_FILES, TrainingUnavailableError
+from llm_twin.training.embedder import TOKENIZER_FILES, require_training_stack
 from llm_twin.training.reranker_data import RerankGroup
 
 
@@ -90,17 +90,10 @@ class CrossEncoderTrainer:
     def warm_up(self) -> None:
         if self._model is not None:
             return
-        try:
-            import torch
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        except ImportError:
-            raise TrainingUnavailableError(
-                "training needs torch and transformers, which the service does not install: run `make install-train`"
-            ) from None
-        if not (self.base_model / "config.json").is_file():
-            raise TrainingUnavailableError(
-                f"--base: {self.base_model} is not a HuggingFace model directory (no config.json)"
-            )
+        require_training_stack(self.base_model)
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         if self.threads:
             torch.set_num_threads(self.threads)
         torch.manual_seed(self.seed)  # the new head's initial weights
