@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from llm_twin.domain.documents import ContentType
 from llm_twin.domain.limits import MAX_K, MIN_EXPAND_TO_N, MIN_K
 from llm_twin.errors import ConfigError
+from llm_twin.scheduling import INGEST_NICENESS, REQUEST_NICENESS
 
 ENV_PREFIX = "LLM_TWIN_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -263,6 +264,19 @@ class Settings(BaseSettings):
     )
     rate_limit_per_minute: float = Field(
         default=0.0, ge=0.0, description="Requests per minute per API key (or client address); 0: no limit."
+    )
+    worker_niceness: int = Field(
+        default=REQUEST_NICENESS,
+        ge=0,
+        le=19,
+        description="Nice value of the threads that answer (retrieval, generation), so the event loop answers "
+        "/health, /metrics and 429s at once while they compute (llm_twin/scheduling.py); 0: unchanged.",
+    )
+    ingest_niceness: int = Field(
+        default=INGEST_NICENESS,
+        ge=0,
+        le=19,
+        description="Nice value of the background ingest (serve --ingest/--watch), so answering comes first.",
     )
     request_deadline_s: float = Field(
         default=300.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from llm_twin.api.admission import AdmissionLimiter, ServiceTimeMeter
 from llm_twin.api.app import create_app
 from llm_twin.errors import OverloadedError
 from llm_twin.rag.pipeline import RAGPipeline
+from llm_twin.scheduling import thread_niceness
 from llm_twin.settings import load_settings
 
 
@@ -185,3 +187,24 @@ def test_the_openai_api_shares_the_queue_and_gets_its_own_error_shape(gated) -> 
     assert int(refused.headers["retry-after"]) >= 1
     error = refused.json()["error"]
     assert error["code"] == "overloaded" and error["type"] == "rate_limit_error" and "param" in error
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+@pytest.mark.parametrize("stream", [False, True])
+def test_answers_compute_below_the_event_loop(tmp_path, stream: bool) -> None:
+    """The thread that retrieves and generates runs at LLM_TWIN_WORKER_NICENESS (the loop stays at 0)."""
+    loop_niceness = thread_niceness()
+    assert loop_niceness is not None
+    settings = load_settings(data_dir=tmp_path, worker_niceness=loop_niceness + 7)
+    seen: list[int | None] = []
+
+    class NicenessLLM(FakeLLM):
+        def _begin(self, messages, params) -> None:  # type: ignore[no-untyped-def]
+            seen.append(thread_niceness())
+            super()._begin(messages, params)
+
+    app = create_app(settings, RAGPipeline(FakeRetrieval(), NicenessLLM(), settings))
+    with TestClient(app) as client:
+        response = client.post("/rag", json={"query": "pattern matching", "stream": stream})
+        assert response.status_code == 200, response.text
+    assert seen == [loop_niceness + 7]

@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 import anyio
 
 from llm_twin.errors import OverloadedError
+from llm_twin.scheduling import lower_thread_priority
 
 T = TypeVar("T")
 
@@ -196,13 +197,17 @@ async def until_admitted_or_gone(
     return outcome[0] if outcome else None
 
 
-async def run_admitted(fn: Callable[[], T], limiter: anyio.CapacityLimiter, client: ClientConnection) -> T | None:
+async def run_admitted(
+    fn: Callable[[], T], limiter: anyio.CapacityLimiter, client: ClientConnection, niceness: int = 0
+) -> T | None:
     """``fn()`` in a worker thread once ``limiter`` admits it (``OverloadedError`` when its queue is
-    full); None when the client disconnected while it waited, so ``fn`` never ran."""
+    full); None when the client disconnected while it waited, so ``fn`` never ran. The thread runs
+    at ``niceness`` (``llm_twin.scheduling``), below the event loop."""
     started = threading.Event()
 
     def admitted_fn() -> T:
         started.set()
+        lower_thread_priority(niceness)
         return fn()
 
     return await until_admitted_or_gone(anyio.to_thread.run_sync(admitted_fn, limiter=limiter), started.is_set, client)

@@ -19,6 +19,7 @@ from llm_twin.ingest.live import LiveIndex
 from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.ingest.progress import ProgressSnapshot
 from llm_twin.rag.pipeline import AnswerListener, RAGPipeline
+from llm_twin.scheduling import lower_thread_priority
 from llm_twin.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -157,13 +158,17 @@ class ServiceState:
             self._last_attempt = float("-inf")
 
     def _build(self) -> RAGPipeline:
+        # Loading creates the model's thread pools, which keep this thread's priority.
+        lower_thread_priority(self.settings.worker_niceness)
         pipeline = self._pipeline or RAGPipeline.from_settings(self.settings)
         for listener in self._listeners:
             pipeline.add_listener(listener)
         self._pipeline = pipeline  # keep it: a retry only needs to warm up again
         retrieval = pipeline.retrieval
         if self._index is None and isinstance(retrieval, WritableRetrieval):
-            self._index = LiveIndex(retrieval.open_writer(), on_change=retrieval.refresh_authors)
+            self._index = LiveIndex(
+                retrieval.open_writer(), on_change=retrieval.refresh_authors, niceness=self.settings.ingest_niceness
+            )
         if self._index is not None and not self._jobs_started and (self.ingest_paths or self.watch_dir):
             # Serve first: the collections exist before search opens them, and the ingest runs
             # while the models load and afterwards, beside the requests.
@@ -208,9 +213,15 @@ class ThreadedStream(Generic[T]):
     frees the model. A stream stopped while it waits for a slot never starts.
     """
 
-    def __init__(self, make_iterator: Callable[[], Iterator[T]], limiter: anyio.CapacityLimiter | None = None) -> None:
+    def __init__(
+        self,
+        make_iterator: Callable[[], Iterator[T]],
+        limiter: anyio.CapacityLimiter | None = None,
+        niceness: int = 0,
+    ) -> None:
         self._make_iterator = make_iterator
         self._limiter = limiter
+        self._niceness = niceness
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message[T]] = asyncio.Queue()
         self._stop = threading.Event()
@@ -264,6 +275,7 @@ class ThreadedStream(Generic[T]):
 
     def _produce(self) -> None:
         self._started.set()
+        lower_thread_priority(self._niceness)
         try:
             if self._stop.is_set():  # the client left while this stream waited for a slot
                 return
@@ -294,14 +306,17 @@ class ThreadedStream(Generic[T]):
 
 
 async def open_stream(
-    make_iterator: Callable[[], Iterator[T]], limiter: anyio.CapacityLimiter, client: ClientConnection
+    make_iterator: Callable[[], Iterator[T]],
+    limiter: anyio.CapacityLimiter,
+    client: ClientConnection,
+    niceness: int = 0,
 ) -> tuple[ThreadedStream[T], T] | None:
     """Start a ``ThreadedStream`` and wait for its first item before the response commits to a 200.
 
     Errors before that item (bad author, store gone, queue full) raise here, so they keep their own
     HTTP status. None when the client left while queued: the stream never started.
     """
-    stream: ThreadedStream[T] = ThreadedStream(make_iterator, limiter).start()
+    stream: ThreadedStream[T] = ThreadedStream(make_iterator, limiter, niceness).start()
     try:
         message = await until_admitted_or_gone(stream.get(), lambda: stream.admitted, client)
     except BaseException:

@@ -23,6 +23,7 @@ from llm_twin.ingest import pipeline as pipeline_module
 from llm_twin.ingest.pipeline import IngestPipeline, IngestReport
 from llm_twin.ingest.progress import IngestProgress, ProgressSnapshot
 from llm_twin.ingest.reader import BadLine, RawRecord
+from llm_twin.scheduling import lower_thread_priority
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ def bad_input(bad: list[BadLine], unit: str) -> InvalidInputError:
 class LiveIndex:
     """Adds, replaces and deletes documents of a running service; runs background ingest jobs."""
 
-    def __init__(self, writer: IngestPipeline, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, writer: IngestPipeline, on_change: Callable[[], None] | None = None, niceness: int = 0) -> None:
         self.writer = writer
+        #: Background jobs run at this nice value (``llm_twin.scheduling``): answering comes first.
+        self.niceness = niceness
         self.progress = IngestProgress()
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -161,6 +164,7 @@ class LiveIndex:
                 self._job(paths)
 
     def _job(self, paths: list[Path]) -> None:
+        lower_thread_priority(self.niceness)
         try:
             with self._job_lock:
                 if not self._stop.is_set():

@@ -34,6 +34,7 @@ from llm_twin.api.service import ServiceState
 from llm_twin.domain.limits import MAX_AUTHOR_CHARS, MAX_K, MAX_QUERY_CHARS, MIN_K, check_request
 from llm_twin.errors import InvalidInputError, LLMTwinError
 from llm_twin.observability import record_error, set_attributes, trace_span
+from llm_twin.scheduling import niced
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -151,7 +152,9 @@ class TwinTools:
                 query = check_request(query, k=k, author=author, expand_max=service.settings.expand_max)
                 pipeline = await service.require_pipeline()
                 run = partial(pipeline.retrieval.run, query, k=k, author=author)
-                result = await anyio.to_thread.run_sync(run, limiter=service.limiter)
+                result = await anyio.to_thread.run_sync(
+                    niced(run, service.settings.worker_niceness), limiter=service.limiter
+                )
             except Exception as error:
                 return error_result(error, "search_writing", span)
             found = WritingSearch.from_retrieval(result)
@@ -168,7 +171,9 @@ class TwinTools:
                 question = check_request(question, author=author, expand_max=service.settings.expand_max)
                 pipeline = await service.require_pipeline()
                 run = partial(pipeline.run, question, author=author)
-                answer = await anyio.to_thread.run_sync(run, limiter=service.limiter)
+                answer = await anyio.to_thread.run_sync(
+                    niced(run, service.settings.worker_niceness), limiter=service.limiter
+                )
             except Exception as error:
                 return error_result(error, "ask_twin", span, {"query": "question"})
             reply = TwinAnswer.from_answer(answer)

@@ -214,7 +214,9 @@ async def chat_completions(
 
     if not body.stream:
         # 429 beyond LLM_TWIN_MAX_QUEUE waiting; a client that leaves while queued costs no prompt evaluation.
-        answer = await run_admitted(partial(pipeline.run, **arguments), service.limiter, request)
+        answer = await run_admitted(
+            partial(pipeline.run, **arguments), service.limiter, request, service.settings.worker_niceness
+        )
         if answer is None:
             return Response(status_code=CLIENT_GONE_STATUS)
         sources = [Source.from_chunk(chunk) for chunk in answer.sources]
@@ -234,7 +236,9 @@ async def chat_completions(
 
     # The producer holds one of /rag's worker slots for its whole run; the sources event comes
     # before any token, so errors until then keep their HTTP status.
-    opened = await open_stream(partial(pipeline.stream, **arguments), service.limiter, request)
+    opened = await open_stream(
+        partial(pipeline.stream, **arguments), service.limiter, request, service.settings.worker_niceness
+    )
     if opened is None:  # the client left while queued: the stream never started
         return Response(status_code=CLIENT_GONE_STATUS)
     stream, first = opened

@@ -149,14 +149,21 @@ async def rag(body: RAGRequest, request: Request, service: ServiceDep, settings:
     if not streamed:
         # Queued behind LLM_TWIN_API_WORKERS (429 when LLM_TWIN_MAX_QUEUE wait already); a client
         # that leaves while queued never costs a prompt evaluation.
-        answer = await run_admitted(partial(pipeline.run, **arguments), service.limiter, request)
+        answer = await run_admitted(
+            partial(pipeline.run, **arguments), service.limiter, request, service.settings.worker_niceness
+        )
         if answer is None:
             return Response(status_code=CLIENT_GONE_STATUS)
         return RAGResponse.from_answer(answer, trace_id)
 
     # The stream's producer holds one of the same worker slots as a blocking call, for its whole run;
     # waiting for its first event keeps retrieval errors on their own status codes.
-    opened = await open_stream(partial(pipeline.stream, **arguments, progress=body.progress), service.limiter, request)
+    opened = await open_stream(
+        partial(pipeline.stream, **arguments, progress=body.progress),
+        service.limiter,
+        request,
+        service.settings.worker_niceness,
+    )
     if opened is None:  # the client left while queued: the stream never started
         return Response(status_code=CLIENT_GONE_STATUS)
     stream, first = opened
