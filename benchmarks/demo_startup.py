@@ -111,16 +111,29 @@ def ingest_state(url: str) -> dict[str, Any]:
     return dict(httpx.get(f"{url}/ready", timeout=5).json().get("ingest") or {})
 
 
+def empty_store(data_dir: Path) -> None:
+    """Remove the vectors and the author registry, keep ``models/``: the state right after `make install-models`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for entry in data_dir.iterdir():
+        if entry.name == "models":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, required=True, help="emptied first: the demo starts from nothing")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="its store is emptied first; installed models are kept"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "demo_startup")
     parser.add_argument("--ingest-timeout-s", type=float, default=3600)
     parser.add_argument("--no-wait-ingest", action="store_true", help="stop after the first answer")
     args = parser.parse_args()
 
-    shutil.rmtree(args.data_dir, ignore_errors=True)
-    args.data_dir.mkdir(parents=True)
+    empty_store(args.data_dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.gettempdir()) / f"demo-startup-{port}-serve.log"

@@ -82,10 +82,13 @@ CONFIGS: dict[str, dict[str, str]] = {
         "LLM_TWIN_EVIDENCE_FLOOR": "0",
         "LLM_TWIN_LLM_PROMPT_CACHE_MB": "0",
         "LLM_TWIN_HELPER_LLM_LOCAL_MODEL": "",
+        "LLM_TWIN_CONTEXT_LINKS": "true",
     },
     "new": {},
-    # Today's defaults with query expansion on the packaged 0.5B model instead of the 1.5B one.
-    "new-small-helper": {"LLM_TWIN_HELPER_LLM_LOCAL_MODEL": "qwen2.5-coder-0.5b-instruct"},
+    # Today's defaults with query expansion on the generation model (the helper shared, not the 0.5B).
+    "new-shared-helper": {"LLM_TWIN_HELPER_LLM_LOCAL_MODEL": ""},
+    # Today's defaults with a smaller context budget (fewer prompt tokens to read first).
+    "new-budget-240": {"LLM_TWIN_CONTEXT_BUDGET_TOKENS": "240"},
 }
 #: Speed probe: a fixed prompt of about this many tokens, then this many greedy new tokens.
 PROBE_PROMPT_TOKENS = 400

@@ -132,6 +132,20 @@ def _part_file(module: str) -> Path:
     return path
 
 
+def packaged_gguf_available(name: str, models_dir: Path) -> bool:
+    """Whether ``resolve_gguf(name, ...)`` would find a packaged model, without assembling or importing it."""
+    spec = PACKAGED_GGUF.get(name.lower())
+    if spec is None:
+        return False
+    if spec.inner_name:
+        directory = package_dir(spec.parts[0])
+        return directory is not None and (directory / spec.inner_name).is_file()
+    target = models_dir / spec.filename
+    if target.is_file() and (spec.size is None or target.stat().st_size == spec.size):
+        return True
+    return all(package_dir(module) is not None for module in spec.parts)
+
+
 def resolve_gguf(name: str, models_dir: Path) -> Path:
     """Path to a GGUF file: a local path, or a packaged model assembled once under ``models_dir``."""
     path = Path(name).expanduser()

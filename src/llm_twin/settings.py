@@ -150,9 +150,10 @@ class Settings(BaseSettings):
     helper_llm_backend: Literal["llama-cpp", "openai", "none"] = "llama-cpp"
     helper_llm_model: str = Field(default="gpt-4o-mini", description="Model name for the openai helper backend.")
     helper_llm_local_model: str | None = Field(
-        default=None,
+        default="auto",
         description="llama-cpp helper: its own GGUF (a packaged id or a path), e.g. qwen2.5-coder-0.5b-instruct; "
-        "unset: the generation model, shared in memory and queued on the same lock.",
+        "unset: the generation model, shared in memory and queued on the same lock; auto: the packaged 0.5B "
+        "when it is installed and the generation model is the packaged 1.5B, else shared.",
     )
     helper_llm_base_url: str | None = None
     helper_llm_api_key: SecretStr | None = None
@@ -182,6 +183,11 @@ class Settings(BaseSettings):
         default="sentences",
         description="sentences: the prompt holds the sentences of the retrieved chunks that bear most on the "
         "question (scored by the embedder) under context_budget_tokens; chunks: the retrieved chunks whole.",
+    )
+    context_links: bool = Field(
+        default=False,
+        description="Put each context block's link in the prompt. Off: the response's sources carry the links, "
+        "and a commit URL costs ~30 prompt tokens per block that the model reads before its first word.",
     )
     context_budget_tokens: int = Field(
         default=320, ge=32, le=8192, description="Tokens of kept sentences (sentences mode)."

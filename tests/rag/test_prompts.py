@@ -41,7 +41,7 @@ def total_tokens(messages: list[ChatMessage]) -> int:
     return sum(words(m["content"]) for m in messages)
 
 
-def build(chunks, *, window=10_000, new=100, overhead=0, question="What is RAG?"):
+def build(chunks, *, window=10_000, new=100, overhead=0, question="What is RAG?", links=False):
     return build_grounded_prompt(
         question,
         chunks,
@@ -49,6 +49,7 @@ def build(chunks, *, window=10_000, new=100, overhead=0, question="What is RAG?"
         context_window=window,
         max_new_tokens=new,
         template_overhead_tokens=overhead,
+        links=links,
     )
 
 
@@ -61,11 +62,40 @@ def test_all_chunks_fit_numbered_in_rank_order_with_metadata() -> None:
     positions = [user["content"].index(f"[{n}] type: article | title: Title {n}") for n in (1, 2, 3)]
     assert positions == sorted(positions)
     assert "author: Paul Iusztin" in user["content"]
-    assert "link: https://example.com/2" in user["content"]
+    assert "example.com" not in user["content"]  # the sources carry links; the prompt does not pay for them
     assert "w3x9" in user["content"]  # the chunk text itself
     assert "End every sentence with the number of the block" in user["content"]
     assert user["content"].rstrip().endswith("Answer:")
     assert "Question: What is RAG?" in user["content"]
+
+
+def test_links_in_the_headers_when_asked_for_and_counted_in_the_budget() -> None:
+    with_links = build([chunk(1), chunk(2)], links=True)
+    without = build([chunk(1), chunk(2)])
+    user = with_links.messages[1]["content"]
+    assert "[2] type: article | title: Title 2 | author: Paul Iusztin | link: https://example.com/2" in user
+    assert with_links.prompt_tokens == without.prompt_tokens + 2 * 3  # "| link: <url>", three words per block
+
+    # The smallest window that fits both blocks without links drops the second one with them.
+    def fits_both(window: int) -> bool:
+        try:
+            return len(build([chunk(1), chunk(2)], window=window).used_chunks) == 2
+        except PromptBudgetError:
+            return False
+
+    window = next(w for w in range(100, 1000) if fits_both(w))
+    assert len(build([chunk(1), chunk(2)], window=window, links=True).used_chunks) == 1
+
+
+def test_the_twins_own_blocks_do_not_repeat_their_name() -> None:
+    chunks = [chunk(1, author="Maxime Labonne"), chunk(2, author="Paul Iusztin")]
+    prompt = build_grounded_prompt(
+        "What is RAG?", chunks, count_tokens=words, context_window=10_000, max_new_tokens=100, twin_of="Maxime Labonne"
+    )
+    user = prompt.messages[1]["content"]
+    assert user.startswith("You are the LLM twin of Maxime Labonne.")
+    assert "[1] type: article | title: Title 1\n" in user  # the twin line already names them
+    assert "[2] type: article | title: Title 2 | author: Paul Iusztin\n" in user  # someone else: named
 
 
 def test_system_instructions_ground_cite_and_admit_ignorance() -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from llm_twin.api.people import read_people
 from llm_twin.domain.authors import Author
 from llm_twin.ingest.pipeline import IngestPipeline
 from llm_twin.retrieval.pipeline import RetrievalPipeline
 from llm_twin.settings import load_settings
+from llm_twin.store import read_authors
 from llm_twin.store.qdrant_registry import QdrantAuthorRegistry
 from llm_twin.store.qdrant_server import QdrantServerStore
 
@@ -57,8 +59,13 @@ def test_a_replica_without_local_state_knows_the_authors_and_the_ledger(tmp_path
         assert again.run([posts]).documents_skipped == 18
         assert not replica_settings.registry_path.exists()
 
+        # The people list (GET /authors, the MCP resource) reads the same registry through the store.
+        people = read_people(replica_settings, retrieval.authors)
+        assert "Brett Cannon" in {row["name"] for row in people}
+
         # Another process registers a new author; this replica knows them within the refresh interval.
         QdrantAuthorRegistry(store.client).upsert_authors([Author.from_name("Zelda Newcomer")])
+        assert "Zelda Newcomer" in {a.full_name for a in read_authors(replica_settings, store)}  # at the next read
         deadline = time.monotonic() + 10
         while retrieval.self_query.run("What did Zelda Newcomer write?").author is None:
             assert time.monotonic() < deadline, "the new author never became known"

@@ -10,12 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llm_twin.cli.errors import fail, user_errors
+from llm_twin.cli.errors import user_errors
 from llm_twin.domain.authors import normalize_name
 from llm_twin.domain.people import link_people, people_rows, read_aliases
-from llm_twin.errors import EXIT_FAILED
 from llm_twin.settings import load_settings
-from llm_twin.store.registry import AuthorRegistry
+from llm_twin.store import read_authors
 
 
 def authors(
@@ -29,13 +28,9 @@ def authors(
     with user_errors():
         settings = load_settings()
         aliases = read_aliases(settings.aliases_file)
-    if not settings.registry_path.exists():
-        raise fail(f"no author registry at {settings.registry_path}: run `llm-twin ingest` first", EXIT_FAILED)
-    registry = AuthorRegistry(settings.registry_path, read_only=True)
-    try:
-        everyone = registry.authors()
-    finally:
-        registry.close()
+    # A Qdrant server's registry (LLM_TWIN_QDRANT_URL), else the sqlite file beside the vectors.
+    with user_errors():
+        everyone = read_authors(settings)
     people = link_people(everyone, aliases)
     rows = people_rows(everyone, people)
     if search:

@@ -16,6 +16,31 @@ if TYPE_CHECKING:
     from llm_twin.settings import Settings
 
 
+#: What ``helper_llm_local_model=auto`` picks: a model three times smaller than the default generation
+#: model writes the reformulations ~2.5x faster, and query expansion is paid before the first token.
+SMALL_HELPER_MODEL = "qwen2.5-coder-0.5b-instruct"
+_SMALL_HELPER_PAIRS_WITH = frozenset({"qwen2.5-coder-1.5b-instruct"})
+
+
+def resolve_helper_model(settings: Settings) -> str | None:
+    """The helper's own GGUF for the llama-cpp backend, or None to share the generation model.
+
+    ``auto`` picks ``SMALL_HELPER_MODEL`` when it is installed (``make install-models``) and the
+    generation model is one it is smaller than; anything else (a custom or a tiny generation
+    model, the 0.5B package missing) shares the generation model, which costs no extra memory.
+    """
+    choice = settings.helper_llm_local_model
+    if choice != "auto":
+        return choice
+    from llm_twin.models import packaged_gguf_available
+
+    if settings.llm_model.lower() in _SMALL_HELPER_PAIRS_WITH and packaged_gguf_available(
+        SMALL_HELPER_MODEL, settings.models_dir
+    ):
+        return SMALL_HELPER_MODEL
+    return None
+
+
 def build_llm(settings: Settings) -> LLMClient:
     """The generation LLM for ``settings.llm_backend``; not warmed up (call ``warm_up()`` at startup)."""
     backend = settings.llm_backend
@@ -37,7 +62,8 @@ def build_llm(settings: Settings) -> LLMClient:
 def build_helper_llm(settings: Settings) -> LLMClient | None:
     """The small helper LLM, or None when disabled (callers then skip expansion / LLM self-query).
 
-    ``llama-cpp`` reuses the generation GGUF unless ``helper_llm_local_model`` names another:
+    ``llama-cpp`` reuses the generation GGUF unless ``helper_llm_local_model`` names another
+    (``auto``: see ``resolve_helper_model``):
     ``get_llama`` shares one loaded model per (path, n_ctx), so the helper then costs no extra
     memory, and both clients queue on the same lock. The helper waits at most
     ``helper_llm_timeout_s`` for that lock, so retrieval can degrade (e.g. skip expansion) instead
@@ -50,7 +76,7 @@ def build_helper_llm(settings: Settings) -> LLMClient | None:
         from llm_twin.llm.llama_cpp import LlamaCppClient
 
         return LlamaCppClient.from_settings(
-            settings, model=settings.helper_llm_local_model, queue_timeout_s=settings.helper_llm_timeout_s
+            settings, model=resolve_helper_model(settings), queue_timeout_s=settings.helper_llm_timeout_s
         )
     if backend == "openai":
         from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient

@@ -286,14 +286,17 @@ def dataset_settings(settings: Settings, dataset: AnswerDataset) -> Settings:
     find under ``<data_dir>/models`` (the assembled GGUF, a cross-encoder) are named by path, so the
     evaluation answers with the same components and does not assemble a 1 GB model a second time.
     """
+    from llm_twin.llm.factory import resolve_helper_model
     from llm_twin.models import resolve_gguf
     from llm_twin.retrieval.rerankers.factory import find_local_cross_encoder
 
     updates: dict[str, Any] = {}
     if settings.llm_backend == "llama-cpp":
         updates["llm_model"] = str(resolve_gguf(settings.llm_model, settings.models_dir))
-    if settings.helper_llm_backend == "llama-cpp" and settings.helper_llm_local_model:
-        updates["helper_llm_local_model"] = str(resolve_gguf(settings.helper_llm_local_model, settings.models_dir))
+    if settings.helper_llm_backend == "llama-cpp":
+        # Resolved before llm_model becomes a path, so `auto` still sees which model generates.
+        helper = resolve_helper_model(settings)
+        updates["helper_llm_local_model"] = str(resolve_gguf(helper, settings.models_dir)) if helper else None
     if settings.rerank_backend in ("auto", "cross-encoder") and settings.rerank_model is None:
         found = find_local_cross_encoder(settings.models_dir)
         if found is not None:

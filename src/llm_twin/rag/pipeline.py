@@ -23,6 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
 from llm_twin.domain.deadline import Deadline, deadline_scope
 from llm_twin.domain.limits import check_request
@@ -74,6 +75,10 @@ class Retriever(Protocol):
         *,
         history: Sequence[Turn] = (),
     ) -> RetrievalResult: ...
+
+    def authors(self) -> list[Author]:
+        """Everyone in the author registry, read now (an ingest since the last read shows up)."""
+        ...
 
     def twins(self) -> TwinCatalog:
         """Everyone who can be a twin, as model ids (one per person)."""
@@ -563,7 +568,14 @@ class RAGPipeline:
                 # A follow-up is answered as its standalone question: the model does not see the history.
                 question = result.rewritten_query or query
                 try:
-                    prompt = build_prompt_for_client(question, chunks, self.llm, params.max_new_tokens, twin_of=twin_of)
+                    prompt = build_prompt_for_client(
+                        question,
+                        chunks,
+                        self.llm,
+                        params.max_new_tokens,
+                        twin_of=twin_of,
+                        links=self.settings.context_links,
+                    )
                 except PromptBudgetError:
                     raise InvalidInputError(
                         "query", f"too long for the model's {self.llm.context_window}-token context window"

@@ -84,8 +84,15 @@ class GroundedPrompt:
     prompt_tokens: int = 0
 
 
-def format_block(number: int, chunk: EmbeddedChunk, content: str | None = None) -> str:
-    """One context block: ``[n]`` header line with type, title, author, link, then the chunk text.
+def format_block(
+    number: int, chunk: EmbeddedChunk, content: str | None = None, *, link: bool = False, twin_of: str | None = None
+) -> str:
+    """One context block: ``[n]`` header line with type, title, author (and link), then the chunk text.
+
+    Every header token is read before the first word of the answer, so what the prompt says once
+    is not repeated: the author is left out when it is ``twin_of`` (the twin line names them), and
+    the link unless asked for (the model cites ``[n]``; the response's sources carry the links,
+    and a commit URL alone is ~50 tokens).
 
     The text and header values are neutralised (``neutralise_content``, ``neutralise_field``), so
     nothing retrieved can close the block or pose as a part of the prompt.
@@ -94,8 +101,9 @@ def format_block(number: int, chunk: EmbeddedChunk, content: str | None = None) 
     title = chunk.title or chunk.name
     if title:
         header.append(f"title: {neutralise_field(title)}")
-    header.append(f"author: {neutralise_field(chunk.author_full_name)}")
-    if chunk.link:
+    if twin_of is None or chunk.author_full_name != twin_of:
+        header.append(f"author: {neutralise_field(chunk.author_full_name)}")
+    if link and chunk.link:
         header.append(f"link: {neutralise_field(chunk.link)}")
     text = neutralise_content((chunk.content if content is None else content).strip())
     return f"[{number}] " + " | ".join(header) + "\n" + text
@@ -125,6 +133,7 @@ def build_grounded_prompt(
     max_new_tokens: int,
     twin_of: str | None = None,
     template_overhead_tokens: int = DEFAULT_TEMPLATE_OVERHEAD_TOKENS,
+    links: bool = False,
 ) -> GroundedPrompt:
     """Fit ``chunks`` (best first) into ``context_window - max_new_tokens``.
 
@@ -148,7 +157,7 @@ def build_grounded_prompt(
     blocks: list[str] = []
     spent = fixed
     for number, chunk in enumerate(chunks, start=1):
-        block = format_block(number, chunk)
+        block = format_block(number, chunk, link=links, twin_of=twin_of)
         cost = count_tokens("\n\n" + block)
         if spent + cost > budget:
             break
@@ -158,7 +167,7 @@ def build_grounded_prompt(
 
     truncated = False
     if not used and chunks:
-        shortened = _truncate_block(chunks[0], budget - fixed, count_tokens)
+        shortened = _truncate_block(chunks[0], budget - fixed, count_tokens, links, twin_of)
         if shortened is not None:
             used, blocks, truncated = [chunks[0]], [shortened], True
 
@@ -190,6 +199,7 @@ def build_prompt_for_client(
     max_new_tokens: int,
     *,
     twin_of: str | None = None,
+    links: bool = False,
 ) -> GroundedPrompt:
     """``build_grounded_prompt`` with the client's tokenizer and context window."""
     return build_grounded_prompt(
@@ -199,19 +209,24 @@ def build_prompt_for_client(
         context_window=client.context_window,
         max_new_tokens=max_new_tokens,
         twin_of=twin_of,
+        links=links,
     )
 
 
-def _truncate_block(chunk: EmbeddedChunk, room: int, count_tokens: TokenCounter) -> str | None:
+def _truncate_block(
+    chunk: EmbeddedChunk, room: int, count_tokens: TokenCounter, links: bool, twin_of: str | None
+) -> str | None:
     """The longest word-boundary prefix of the chunk whose block fits ``room`` tokens, or None."""
-    header_cost = count_tokens("\n\n" + format_block(1, chunk, content=TRUNCATION_MARK.strip()))
+    header_cost = count_tokens(
+        "\n\n" + format_block(1, chunk, content=TRUNCATION_MARK.strip(), link=links, twin_of=twin_of)
+    )
     if room - header_cost < MIN_TRUNCATED_BLOCK_TOKENS:
         return None
     content = chunk.content.strip()
     low, high = 0, len(content)  # binary search on characters: O(log n) tokenizer calls
     while low < high:
         mid = (low + high + 1) // 2
-        candidate = format_block(1, chunk, content=content[:mid] + TRUNCATION_MARK)
+        candidate = format_block(1, chunk, content=content[:mid] + TRUNCATION_MARK, link=links, twin_of=twin_of)
         if count_tokens("\n\n" + candidate) <= room:
             low = mid
         else:
@@ -222,7 +237,7 @@ def _truncate_block(chunk: EmbeddedChunk, room: int, count_tokens: TokenCounter)
     space = cut.rfind(" ")
     if space > low // 2:  # prefer a word boundary unless it throws away half the text
         cut = cut[:space]
-    return format_block(1, chunk, content=cut.rstrip() + TRUNCATION_MARK)
+    return format_block(1, chunk, content=cut.rstrip() + TRUNCATION_MARK, link=links, twin_of=twin_of)
 
 
 def _author_names(chunks: Sequence[EmbeddedChunk]) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
 from llm_twin.domain.deadline import Deadline
 from llm_twin.domain.limits import check_request
@@ -41,7 +42,7 @@ from llm_twin.retrieval.types import (
     collection_unavailable,
 )
 from llm_twin.settings import Settings
-from llm_twin.store import VectorStore, open_store, registry_in_store
+from llm_twin.store import VectorStore, open_store, read_authors, registry_in_store
 from llm_twin.store.base import SearchMode
 
 T = TypeVar("T")
@@ -142,6 +143,11 @@ class RetrievalPipeline:
     def resolve_author(self, name: str) -> AuthorMatch:
         """An explicit author must name exactly one known author; otherwise a 422-style error."""
         return self.self_query.resolver.require(name)
+
+    def authors(self) -> list[Author]:
+        """Everyone in the author registry, read now through this pipeline's store (Qdrant server) or
+        from the sqlite file (embedded)."""
+        return read_authors(self.settings, self.store)
 
     def twins(self) -> TwinCatalog:
         """Everyone the registry knows as a twin (one per person, their other names as aliases)."""

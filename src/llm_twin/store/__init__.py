@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from llm_twin.domain.authors import Author
+from llm_twin.errors import StoreUnavailableError
 from llm_twin.settings import Settings
 from llm_twin.store.base import Hit, SearchRequest, StoredPoint, VectorStore
 from llm_twin.store.registry import AuthorRegistry, Registry
@@ -47,4 +49,40 @@ def open_registry(settings: Settings, store: VectorStore, read_only: bool = Fals
     return registry_in_store(store, settings, read_only) or AuthorRegistry(settings.registry_path, read_only)
 
 
-__all__ = ["Hit", "Registry", "SearchRequest", "StoredPoint", "VectorStore", "open_registry", "open_store"]
+def read_authors(settings: Settings, store: VectorStore | None = None) -> list[Author]:
+    """Everyone in the registry, read once (nothing is kept open, so a later ingest shows up at the next read).
+
+    With a Qdrant server the registry is read from Qdrant, through ``store`` when the caller has one
+    open, else through a connection of its own: a replica or a CLI without a local file sees what
+    any ingest wrote. The embedded engine's registry is the sqlite file, opened read-only.
+    """
+    if store is None and settings.qdrant_url:
+        own = open_store(settings)
+        try:
+            return read_authors(settings, own)
+        finally:
+            own.close()
+    shared = registry_in_store(store, settings, read_only=True) if store is not None else None
+    if shared is not None:
+        return shared.authors()
+    if not settings.registry_path.exists():
+        raise StoreUnavailableError(
+            f"no author registry at {settings.registry_path}: nothing is ingested yet (llm-twin ingest)"
+        )
+    registry = AuthorRegistry(settings.registry_path, read_only=True)
+    try:
+        return registry.authors()
+    finally:
+        registry.close()
+
+
+__all__ = [
+    "Hit",
+    "Registry",
+    "SearchRequest",
+    "StoredPoint",
+    "VectorStore",
+    "open_registry",
+    "open_store",
+    "read_authors",
+]

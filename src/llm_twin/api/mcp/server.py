@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from llm_twin import __version__
 from llm_twin.api.errors import describe_error
 from llm_twin.api.mcp.models import TwinAnswer, WritingSearch
-from llm_twin.api.people import read_people
+from llm_twin.api.people import read_people, registry_reader
 from llm_twin.api.service import ServiceState
 from llm_twin.domain.limits import MAX_AUTHOR_CHARS, MAX_K, MAX_QUERY_CHARS, MIN_K, check_request
 from llm_twin.errors import InvalidInputError, LLMTwinError
@@ -182,9 +182,9 @@ class TwinTools:
 
     async def authors(self) -> str:
         """The people whose writing is indexed (JSON, the rows of `llm-twin authors --json`)."""
-        settings = self._service().settings
+        service = self._service()
         try:
-            rows = await anyio.to_thread.run_sync(read_people, settings)
+            rows = await anyio.to_thread.run_sync(read_people, service.settings, await registry_reader(service))
         except LLMTwinError as error:
             raise ResourceError(error.safe_message) from None
         return json.dumps(rows, ensure_ascii=False)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query
 
-from llm_twin.api.deps import SettingsDep
-from llm_twin.api.people import read_people
+from llm_twin.api.deps import ServiceDep
+from llm_twin.api.people import read_people, registry_reader
 from llm_twin.api.schemas import AuthorsPage, AuthorSummary, ErrorResponse
 from llm_twin.domain.authors import normalize_name
 from llm_twin.domain.limits import DEFAULT_AUTHORS_PAGE, MAX_AUTHOR_CHARS, MAX_AUTHORS_PAGE
@@ -34,12 +34,12 @@ def matches(row: dict[str, Any], needle: str) -> bool:
     },
 )
 async def authors(
-    settings: SettingsDep,
+    service: ServiceDep,
     q: Annotated[str | None, Query(max_length=MAX_AUTHOR_CHARS, description="Part of a name.")] = None,
     offset: Annotated[int, Query(ge=0, description="People to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_AUTHORS_PAGE, description="People per page.")] = DEFAULT_AUTHORS_PAGE,
 ) -> AuthorsPage:
-    rows = await anyio.to_thread.run_sync(read_people, settings)
+    rows = await anyio.to_thread.run_sync(read_people, service.settings, await registry_reader(service))
     needle = normalize_name(q).strip() if q else ""
     if needle:
         rows = [row for row in rows if matches(row, needle)]
