@@ -6,6 +6,7 @@ Backends are imported lazily so a deployment only needs the dependencies of the 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ from llm_twin.llm.base import LLMClient
 
 if TYPE_CHECKING:
     from llm_twin.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 #: What ``helper_llm_local_model=auto`` picks: a model three times smaller than the default generation
@@ -75,9 +78,9 @@ def build_helper_llm(settings: Settings) -> LLMClient | None:
     if backend == "llama-cpp":
         from llm_twin.llm.llama_cpp import LlamaCppClient
 
-        return LlamaCppClient.from_settings(
-            settings, model=resolve_helper_model(settings), queue_timeout_s=settings.helper_llm_timeout_s
-        )
+        model = resolve_helper_model(settings)
+        logger.info("helper LLM: %s", model or f"{settings.llm_model} (shared with generation)")
+        return LlamaCppClient.from_settings(settings, model=model, queue_timeout_s=settings.helper_llm_timeout_s)
     if backend == "openai":
         from llm_twin.llm.openai_compat import OPENAI_BASE_URL, OpenAICompatibleClient
 
