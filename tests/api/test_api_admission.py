@@ -195,7 +195,10 @@ def test_answers_compute_below_the_event_loop(tmp_path, stream: bool) -> None:
     """The thread that retrieves and generates runs at LLM_TWIN_WORKER_NICENESS (the loop stays at 0)."""
     loop_niceness = thread_niceness()
     assert loop_niceness is not None
-    settings = load_settings(data_dir=tmp_path, worker_niceness=loop_niceness + 7)
+    target = min(19, loop_niceness + 7)  # the test itself may run niced (nice -n 19 pytest)
+    if target == loop_niceness:
+        pytest.skip("the test runs at the lowest priority already: nothing lower to check")
+    settings = load_settings(data_dir=tmp_path, worker_niceness=target)
     seen: list[int | None] = []
 
     class NicenessLLM(FakeLLM):
@@ -207,4 +210,4 @@ def test_answers_compute_below_the_event_loop(tmp_path, stream: bool) -> None:
     with TestClient(app) as client:
         response = client.post("/rag", json={"query": "pattern matching", "stream": stream})
         assert response.status_code == 200, response.text
-    assert seen == [loop_niceness + 7]
+    assert seen == [target]
