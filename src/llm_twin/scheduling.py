@@ -24,6 +24,8 @@ T = TypeVar("T")
 REQUEST_NICENESS = 5
 #: Background ingest: answering a question comes first.
 INGEST_NICENESS = 10
+#: Span export (serialising spans, which carry document text, and sending them): last of all.
+EXPORT_NICENESS = 15
 
 
 def lower_thread_priority(niceness: int) -> bool:

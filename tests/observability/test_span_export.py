@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
+import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llm_twin.observability import install_exporter, shutdown_tracing, trace_span
 from llm_twin.observability.tracing import BoundedBatchProcessor, CountingExporter, ExportStats
+from llm_twin.scheduling import EXPORT_NICENESS, thread_niceness
 
 
 class StuckExporter:
@@ -86,3 +89,24 @@ def test_exceptions_from_the_exporter_count_as_failures() -> None:
     counting = CountingExporter(FailingExporter(), stats)
     assert counting.export(_ended_spans(3)) == SpanExportResult.FAILURE
     assert stats.snapshot() == {"exported": 0, "failed": 3, "dropped": 0, "queued": 0}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_the_batch_worker_exports_at_the_lowest_priority() -> None:
+    """Serialising spans (document text included) must not take CPU from a request on a small host."""
+    base = thread_niceness() or 0
+    if base >= EXPORT_NICENESS:
+        pytest.skip("the tests run niced already")
+    seen: list[int | None] = []
+
+    class NicenessExporter(StuckExporter):
+        def export(self, spans) -> SpanExportResult:
+            seen.append(thread_niceness())
+            return SpanExportResult.SUCCESS
+
+    processor = BoundedBatchProcessor(NicenessExporter(), queue_size=100, stats=ExportStats())
+    for span in _ended_spans(3):
+        processor.on_end(span)
+    processor.shutdown()
+    assert seen and all(value == EXPORT_NICENESS for value in seen)
+    assert thread_niceness() == base  # the thread that ended the spans is untouched

@@ -35,6 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode, TraceFlags
 
 from llm_twin.errors import ConfigError
+from llm_twin.scheduling import EXPORT_NICENESS, lower_thread_priority
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -310,6 +311,8 @@ class CountingExporter:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         if self._queued:
+            # The batch worker's thread: serialising spans is CPU that a request should not wait for.
+            lower_thread_priority(EXPORT_NICENESS)
             self._stats.add(queued=-len(spans))
         if time.monotonic() > self.deadline:
             self._stats.add(dropped=len(spans))
