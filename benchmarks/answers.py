@@ -52,6 +52,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "aliases_file": None,
     "context_links": True,
     "helper_llm_local_model": None,
+    "expand_below_cosine": 0.0,
 }
 #: Both runs: greedy decoding, so the comparison is deterministic.
 COMMON: dict[str, Any] = {"temperature": 0.0}

@@ -83,6 +83,7 @@ CONFIGS: dict[str, dict[str, str]] = {
         "LLM_TWIN_LLM_PROMPT_CACHE_MB": "0",
         "LLM_TWIN_HELPER_LLM_LOCAL_MODEL": "",
         "LLM_TWIN_CONTEXT_LINKS": "true",
+        "LLM_TWIN_EXPAND_BELOW_COSINE": "0",
     },
     "new": {},
     # Today's defaults with query expansion on the generation model (the helper shared, not the 0.5B).

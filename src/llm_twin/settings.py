@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     k: int = Field(default=5, ge=MIN_K, le=MAX_K)
     expand_to_n: int = Field(default=3, ge=MIN_EXPAND_TO_N)
     expand_max: int = Field(default=5, ge=1, le=10)
+    expand_below_cosine: float = Field(
+        default=0.65,
+        ge=0.0,
+        le=1.0,
+        description="Search the question alone first and expand it only when no sentence found is at least this "
+        "close to it (cosine, with the sentence-embedding reranker); a close match makes the reformulations "
+        "cost seconds of helper-model time for nothing. 0 always expands.",
+    )
     search_mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
     fusion: Literal["rrf", "dbsf"] = Field(
         default="rrf", description="Hybrid fusion: reciprocal rank (rrf) or distribution-based score fusion (dbsf)."

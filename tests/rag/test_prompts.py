@@ -12,6 +12,7 @@ from llm_twin.rag.prompts import (
     PromptBudgetError,
     build_grounded_prompt,
     build_prompt_for_client,
+    compact_authors,
 )
 
 
@@ -96,6 +97,42 @@ def test_the_twins_own_blocks_do_not_repeat_their_name() -> None:
     assert user.startswith("You are the LLM twin of Maxime Labonne.")
     assert "[1] type: article | title: Title 1\n" in user  # the twin line already names them
     assert "[2] type: article | title: Title 2 | author: Paul Iusztin\n" in user  # someone else: named
+
+
+def test_a_second_block_of_a_document_points_at_the_first_instead_of_repeating_its_header() -> None:
+    first, other, again = chunk(1), chunk(2), chunk(3)
+    again = again.model_copy(update={"document_id": first.document_id})
+    prompt = build([first, other, again])
+    user = prompt.messages[1]["content"]
+    assert "[1] type: article | title: Title 1 | author: Paul Iusztin\nw1x0" in user
+    assert "[2] type: article | title: Title 2" in user
+    assert "[3] same document as [1]\nw3x0" in user  # its own text, a three-word header
+    assert prompt.used_chunks == [first, other, again]  # still its own block and its own source
+    whole = build([first, other, chunk(3)])
+    assert prompt.prompt_tokens < whole.prompt_tokens
+
+
+@pytest.mark.parametrize(
+    ("authors", "twin", "shown"),
+    [
+        ("Paul Iusztin", None, "Paul Iusztin"),
+        ("Paul Iusztin", "Paul Iusztin", ""),
+        ("Barry Warsaw, Guido van Rossum", None, "Barry Warsaw, Guido van Rossum"),
+        (
+            "Brandt Bucher, Daniel F Moisset, Tobias Kohn, Guido van Rossum",
+            None,
+            "Brandt Bucher, Daniel F Moisset and 2 others",
+        ),
+        (
+            "Brandt Bucher, Daniel F Moisset, Tobias Kohn, Guido van Rossum",
+            "guido van rossum",
+            "Guido van Rossum, Brandt Bucher and 2 others",
+        ),
+        ("Brandt Bucher, Guido van Rossum, Talin", "Guido van Rossum", "Guido van Rossum, Brandt Bucher and 1 other"),
+    ],
+)
+def test_author_lists_are_short_and_put_the_twin_first(authors: str, twin: str | None, shown: str) -> None:
+    assert compact_authors(authors, twin) == shown
 
 
 def test_system_instructions_ground_cite_and_admit_ignorance() -> None:

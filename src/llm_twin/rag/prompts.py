@@ -85,28 +85,61 @@ class GroundedPrompt:
 
 
 def format_block(
-    number: int, chunk: EmbeddedChunk, content: str | None = None, *, link: bool = False, twin_of: str | None = None
+    number: int,
+    chunk: EmbeddedChunk,
+    content: str | None = None,
+    *,
+    link: bool = False,
+    twin_of: str | None = None,
+    same_document_as: int | None = None,
 ) -> str:
     """One context block: ``[n]`` header line with type, title, author (and link), then the chunk text.
 
     Every header token is read before the first word of the answer, so what the prompt says once
-    is not repeated: the author is left out when it is ``twin_of`` (the twin line names them), and
-    the link unless asked for (the model cites ``[n]``; the response's sources carry the links,
-    and a commit URL alone is ~50 tokens).
+    is not repeated: a block from the document of an earlier block ``[m]`` says only that
+    (``same_document_as``); the author is left out when it is ``twin_of`` (the twin line names
+    them) and a long author list is shortened (``compact_authors``); the link is left out unless
+    asked for (the model cites ``[n]``; the response's sources carry the links, and a commit URL
+    alone is ~50 tokens).
 
     The text and header values are neutralised (``neutralise_content``, ``neutralise_field``), so
     nothing retrieved can close the block or pose as a part of the prompt.
     """
+    text = neutralise_content((chunk.content if content is None else content).strip())
+    if same_document_as is not None:
+        return f"[{number}] same document as [{same_document_as}]\n{text}"
     header = [f"type: {chunk.content_type}"]
     title = chunk.title or chunk.name
     if title:
         header.append(f"title: {neutralise_field(title)}")
-    if twin_of is None or chunk.author_full_name != twin_of:
-        header.append(f"author: {neutralise_field(chunk.author_full_name)}")
+    authors = compact_authors(chunk.author_full_name, twin_of)
+    if authors:
+        header.append(f"author: {neutralise_field(authors)}")
     if link and chunk.link:
         header.append(f"link: {neutralise_field(chunk.link)}")
-    text = neutralise_content((chunk.content if content is None else content).strip())
     return f"[{number}] " + " | ".join(header) + "\n" + text
+
+
+#: Names of an author list shown before "and N others" (a PEP can list six co-authors: ~30 tokens).
+MAX_AUTHOR_NAMES = 2
+
+
+def compact_authors(authors: str, twin_of: str | None = None) -> str:
+    """The author field of a header: empty when it is the twin alone; the twin first when they are
+    among several; at most ``MAX_AUTHOR_NAMES`` names, then how many others.
+
+    ``authors`` is the stored name, a comma-separated list for co-written documents.
+    """
+    names = [name.strip() for name in authors.split(",") if name.strip()]
+    twin = (twin_of or "").strip().casefold()
+    if twin and twin in (name.casefold() for name in names):
+        if len(names) == 1:
+            return ""
+        names.sort(key=lambda name: name.casefold() != twin)  # stable: the twin first, the rest in order
+    if len(names) <= MAX_AUTHOR_NAMES:
+        return ", ".join(names)
+    others = len(names) - MAX_AUTHOR_NAMES
+    return ", ".join(names[:MAX_AUTHOR_NAMES]) + f" and {others} other{'s' if others > 1 else ''}"
 
 
 def twin_line(chunks: Sequence[EmbeddedChunk], twin_of: str | None = None) -> str:
@@ -155,15 +188,19 @@ def build_grounded_prompt(
     # Greedy prefix: each block costs its own tokens plus the blank-line separator.
     used: list[EmbeddedChunk] = []
     blocks: list[str] = []
+    first_block_of: dict[str, int] = {}  # document id -> number of its first block
     spent = fixed
     for number, chunk in enumerate(chunks, start=1):
-        block = format_block(number, chunk, link=links, twin_of=twin_of)
+        same = first_block_of.get(chunk.document_id) if chunk.document_id else None
+        block = format_block(number, chunk, link=links, twin_of=twin_of, same_document_as=same)
         cost = count_tokens("\n\n" + block)
         if spent + cost > budget:
             break
         used.append(chunk)
         blocks.append(block)
         spent += cost
+        if chunk.document_id:
+            first_block_of.setdefault(chunk.document_id, number)
 
     truncated = False
     if not used and chunks:

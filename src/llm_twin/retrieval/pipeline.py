@@ -1,5 +1,10 @@
 """The retrieval pipeline: self-query || expansion || HyDE (opt-in) -> batched hybrid search -> rerank.
 
+With ``expand_below_cosine`` (the default) and the sentence-embedding reranker, expansion waits:
+self-query -> search and rerank the question alone -> only when no sentence found is that close to
+the question, expansion -> search and rerank again with every query. On the twin dev set 14 of 90
+questions were expanded, at the same retrieval quality (``benchmarks/results/twin_expansion.md``).
+
 Built and warmed once per process (models, store, registry index); ``run()`` is thread-safe and
 never writes: the author registry is opened read-only.
 """
@@ -11,11 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from llm_twin.domain.authors import Author
 from llm_twin.domain.conversation import Turn
 from llm_twin.domain.deadline import Deadline
+from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.domain.limits import check_request
 from llm_twin.domain.twins import TwinCatalog
 from llm_twin.embedding.bm25 import Bm25SparseEncoder
@@ -30,13 +37,15 @@ from llm_twin.retrieval.conversation import FollowUp, FollowUpResolver, HelperLL
 from llm_twin.retrieval.expansion import QueryExpander
 from llm_twin.retrieval.hyde import HydeResult, HypotheticalDocumentWriter
 from llm_twin.retrieval.rerankers.factory import build_reranker
-from llm_twin.retrieval.search import QdrantHybridRetriever, group_by_document
+from llm_twin.retrieval.rerankers.sentence_embedding import BEST_SENTENCE_COSINE, SentenceEmbeddingReranker
+from llm_twin.retrieval.search import QdrantHybridRetriever, SearchOutput, group_by_document
 from llm_twin.retrieval.self_query import SelfQuery
 from llm_twin.retrieval.types import (
     HYDE_FAILED,
     RERANK_FAILED,
     SELF_QUERY_HELPER_FAILED,
     AuthorMatch,
+    ExpansionResult,
     Reranker,
     RetrievalResult,
     collection_unavailable,
@@ -196,12 +205,16 @@ class RetrievalPipeline:
                 warnings.extend(followup.warnings)
                 degraded.extend(followup.degraded)
                 query = followup.question
-            if n > 1:
+            # With a confidence threshold, the question is searched alone first and expanded only when
+            # that finds nothing close (see ``_confident``); otherwise expansion runs beside self-query.
+            on_demand = n > 1 and self._expands_on_demand()
+            expansion_future = None
+            if n > 1 and not on_demand:
                 report_progress("expand", f"Expanding the question into {n} searches", n)
-            # Each step runs in a copy of this context, so its span is a child of the retrieval span.
-            expansion_future = self._pool.submit(
-                contextvars.copy_context().run, timed, "expansion", timings, self.expander.run, query, n
-            )
+                # Each step runs in a copy of this context, so its span is a child of the retrieval span.
+                expansion_future = self._pool.submit(
+                    contextvars.copy_context().run, timed, "expansion", timings, self.expander.run, query, n
+                )
             hyde_future = (
                 self._pool.submit(contextvars.copy_context().run, timed, "hyde", timings, self.hyde.run, query)
                 if self.hyde
@@ -220,73 +233,43 @@ class RetrievalPipeline:
             if match.helper_failed:
                 warnings.append(f"author lookup: {match.reason}; searched without an author filter")
                 degraded.append(SELF_QUERY_HELPER_FAILED)
-            expansion = expansion_future.result()
-            if expansion.error:
-                warnings.append(expansion.error)
-            if expansion.degraded:
-                degraded.append(expansion.degraded)
             hyde: HydeResult = hyde_future.result() if hyde_future else HydeResult(None)
             if hyde.error:
                 warnings.append(hyde.error)
                 degraded.append(HYDE_FAILED)
-            queries, author_ids = expansion.queries, None
+            author_ids = None
             if match.author is not None:
-                resolver = self.self_query.resolver
                 # The filter covers every name the person writes under (``domain/people.py``).
-                author_ids = tuple(resolver.author_ids(match.author))
-                if self.settings.search_topic_only:  # the filter finds the person; the text, the topic
-                    queries = _unique([resolver.without_person(q, match.author) for q in queries])
+                author_ids = tuple(self.self_query.resolver.author_ids(match.author))
             # Grouping by document and reranking each need a pool larger than k to choose from.
             grouped = self.settings.k_split == "relevance"
             pool = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" or grouped else k
-            Deadline.check_current("search")
-            report_progress(
-                "search", f"Searching with {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}", len(queries)
-            )
-            content = self.settings.trace_content
-            with trace_span(
-                "retrieval.search",
-                queries=len(queries),
-                author_filter=author_ids is not None,
-                attributes={
-                    oi.SPAN_KIND: oi.RETRIEVER,
-                    oi.AUTHOR_FILTER: list(author_ids) if author_ids else None,
-                    oi.SEARCH_QUERIES: queries if content else None,
-                    oi.INPUT_VALUE: queries[0] if content else None,
-                },
-            ) as span:
-                found = self.retriever.run(queries, pool, author_ids=author_ids, mode=mode, hypothetical=hyde.passage)
-                set_attributes(span, oi.documents(oi.RETRIEVAL_DOCUMENTS, found.chunks, content=False))
-            timings.update(found.timings_ms)
-            for name in found.unavailable:
-                warnings.append(f"collection {name} is unavailable; answered from the others")
-                degraded.append(collection_unavailable(name))
-            t0 = time.perf_counter()
-            if self.reranker.name != "none":
-                report_progress("rerank", f"Reranking {len(found.chunks)} passages", len(found.chunks))
-            with trace_span(
-                "retrieval.rerank",
-                backend=self.reranker.name,
-                candidates=len(found.chunks),
-                attributes={
-                    oi.SPAN_KIND: oi.RERANKER,
-                    oi.RERANKER_MODEL_NAME: getattr(self.reranker, "description", self.reranker.name),
-                    oi.RERANKER_TOP_K: pool,
-                    oi.RERANKER_QUERY: queries[0] if content else None,
-                },
-            ) as span:
-                try:
-                    chunks = self.reranker.run(queries[0], found.chunks, top_k=pool)
-                except Exception as error:  # ranking is an improvement, not a requirement: keep the search order
-                    logger.warning("reranker %s failed; kept the search order", self.reranker.name, exc_info=True)
-                    set_attributes(span, {"error.type": type(error).__name__})
-                    warnings.append(f"reranking failed ({type(error).__name__}); sources are in search order")
-                    degraded.append(RERANK_FAILED)
-                    chunks = list(found.chunks[:pool])
-                set_attributes(span, oi.documents(oi.RERANKER_INPUT_DOCUMENTS, found.chunks, content=False))
-                set_attributes(span, oi.documents(oi.RERANKER_OUTPUT_DOCUMENTS, chunks, content=False))
+            search = _Search(pool, author_ids, mode, hyde.passage, timings, warnings, degraded)
+            expansion: ExpansionResult | None = None
+            if on_demand:
+                queries = self._search_queries([query], match)
+                found, chunks = self._search_and_rerank(queries, search)
+                confidence = _best_sentence_cosine(chunks)
+                set_attributes(retrieval_span, {"expansion.first_pass_cosine": confidence})
+                if confidence is not None and confidence >= self.settings.expand_below_cosine:
+                    expansion = ExpansionResult(queries=[query])
+                    timings["expansion"] = 0.0  # skipped: what the request spent on it
+                    set_attributes(retrieval_span, {"expansion.skipped": True})
+                else:
+                    report_progress("expand", f"Expanding the question into {n} searches", n)
+                    expansion = timed("expansion", timings, self.expander.run, query, n)
+            elif expansion_future is not None:
+                expansion = expansion_future.result()
+            else:
+                expansion = timed("expansion", timings, self.expander.run, query, n)  # n == 1: no model call
+            if expansion.error:
+                warnings.append(expansion.error)
+            if expansion.degraded:
+                degraded.append(expansion.degraded)
+            queries = self._search_queries(expansion.queries, match)
+            if not on_demand or len(expansion.queries) > 1:
+                found, chunks = self._search_and_rerank(queries, search)
             chunks = group_by_document(chunks, k, self.settings.max_chunks_per_document) if grouped else chunks[:k]
-            timings["rerank"] = (time.perf_counter() - t0) * 1000
             timings["total"] = (time.perf_counter() - started) * 1000
             if degraded:
                 set_attributes(retrieval_span, {"degraded": list(degraded)})
@@ -304,6 +287,75 @@ class RetrievalPipeline:
             hypothetical_document=hyde.passage,
             rerank_candidates=len(found.chunks),
         )
+
+    # --- steps of the run ---------------------------------------------------------------------
+    def _expands_on_demand(self) -> bool:
+        """Expansion waits for the question's own search when a threshold is set and the reranker
+        reports the best-sentence cosine the threshold is about (the sentence-embedding reranker)."""
+        return self.settings.expand_below_cosine > 0 and self.reranker.name == SentenceEmbeddingReranker.name
+
+    def _search_queries(self, queries: list[str], match: AuthorMatch) -> list[str]:
+        if match.author is not None and self.settings.search_topic_only:
+            # The filter finds the person; the text, the topic.
+            resolver = self.self_query.resolver
+            return _unique([resolver.without_person(q, match.author) for q in queries])
+        return queries
+
+    def _search_and_rerank(self, queries: list[str], search: _Search) -> tuple[SearchOutput, list[EmbeddedChunk]]:
+        """The ``retrieval.search`` and ``retrieval.rerank`` steps: candidates for ``queries``, reranked
+        against the first; a failed reranker keeps the search order (ranking is an improvement)."""
+        Deadline.check_current("search")
+        report_progress(
+            "search", f"Searching with {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}", len(queries)
+        )
+        content = self.settings.trace_content
+        with trace_span(
+            "retrieval.search",
+            queries=len(queries),
+            author_filter=search.author_ids is not None,
+            attributes={
+                oi.SPAN_KIND: oi.RETRIEVER,
+                oi.AUTHOR_FILTER: list(search.author_ids) if search.author_ids else None,
+                oi.SEARCH_QUERIES: queries if content else None,
+                oi.INPUT_VALUE: queries[0] if content else None,
+            },
+        ) as span:
+            found = self.retriever.run(
+                queries, search.pool, author_ids=search.author_ids, mode=search.mode, hypothetical=search.hypothetical
+            )
+            set_attributes(span, oi.documents(oi.RETRIEVAL_DOCUMENTS, found.chunks, content=False))
+        search.timings.update(found.timings_ms)
+        for name in found.unavailable:
+            message = f"collection {name} is unavailable; answered from the others"
+            if message not in search.warnings:
+                search.warnings.append(message)
+                search.degraded.append(collection_unavailable(name))
+        t0 = time.perf_counter()
+        if self.reranker.name != "none":
+            report_progress("rerank", f"Reranking {len(found.chunks)} passages", len(found.chunks))
+        with trace_span(
+            "retrieval.rerank",
+            backend=self.reranker.name,
+            candidates=len(found.chunks),
+            attributes={
+                oi.SPAN_KIND: oi.RERANKER,
+                oi.RERANKER_MODEL_NAME: getattr(self.reranker, "description", self.reranker.name),
+                oi.RERANKER_TOP_K: search.pool,
+                oi.RERANKER_QUERY: queries[0] if content else None,
+            },
+        ) as span:
+            try:
+                chunks = self.reranker.run(queries[0], found.chunks, top_k=search.pool)
+            except Exception as error:  # ranking is an improvement, not a requirement: keep the search order
+                logger.warning("reranker %s failed; kept the search order", self.reranker.name, exc_info=True)
+                set_attributes(span, {"error.type": type(error).__name__})
+                search.warnings.append(f"reranking failed ({type(error).__name__}); sources are in search order")
+                search.degraded.append(RERANK_FAILED)
+                chunks = list(found.chunks[: search.pool])
+            set_attributes(span, oi.documents(oi.RERANKER_INPUT_DOCUMENTS, found.chunks, content=False))
+            set_attributes(span, oi.documents(oi.RERANKER_OUTPUT_DOCUMENTS, chunks, content=False))
+        search.timings["rerank"] = search.timings.get("rerank", 0.0) + (time.perf_counter() - t0) * 1000
+        return found, chunks
 
     def _follow_up(self, query: str, history: Sequence[Turn], timings: dict[str, float]) -> FollowUp:
         """The ``retrieval.rewrite`` step; its span records what the follow-up became."""
@@ -358,3 +410,22 @@ def _unique(queries: list[str]) -> list[str]:
             seen.add(query.casefold())
             unique.append(query)
     return unique
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What every search of one run shares; the lists and timings are the run's, filled in place."""
+
+    pool: int
+    author_ids: tuple[str, ...] | None
+    mode: SearchMode | None
+    hypothetical: str | None
+    timings: dict[str, float]
+    warnings: list[str]
+    degraded: list[str]
+
+
+def _best_sentence_cosine(chunks: Sequence[EmbeddedChunk]) -> float | None:
+    """The closest sentence to the question among the reranked candidates (None: not scored)."""
+    cosines = [c.metadata[BEST_SENTENCE_COSINE] for c in chunks if BEST_SENTENCE_COSINE in c.metadata]
+    return max(cosines) if cosines else None

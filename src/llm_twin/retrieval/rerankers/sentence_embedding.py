@@ -25,6 +25,8 @@ RRF_K = 60
 #: cores, so 8 x 12 keeps the stage near 100-180 ms; on the twin dev set 20 x 40 ranked no better.
 DEFAULT_TOP_N = 8
 MAX_SENTENCES = 12
+#: Metadata key of each returned candidate's best sentence-to-question cosine.
+BEST_SENTENCE_COSINE = "best_sentence_cosine"
 
 
 class SentenceEmbeddingReranker:
@@ -65,7 +67,7 @@ class SentenceEmbeddingReranker:
         floor = max(best) * self.relative_floor if self.relative_floor > 0 else float("-inf")
         ranked = apply_scores(head, scores, len(head), top_k)
         for chunk in ranked:  # copies made by apply_scores: their metadata dicts are their own
-            chunk.metadata["best_sentence_cosine"] = round(cosine_of[chunk.id], 4)
+            chunk.metadata[BEST_SENTENCE_COSINE] = round(cosine_of[chunk.id], 4)
         kept = [chunk for chunk in ranked if cosine_of[chunk.id] >= floor]
         if self.relative_floor > 0:
             return kept
