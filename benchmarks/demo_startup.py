@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from rag import stop_server
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE_TARGET_S = 60.0
@@ -193,11 +195,7 @@ def main() -> None:
                     break
                 time.sleep(5)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
 
     standalone = json.loads((RESULTS / "ingest.json").read_text()) if (RESULTS / "ingest.json").exists() else {}
     result = {

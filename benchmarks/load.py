@@ -34,6 +34,8 @@ from typing import Any
 
 import httpx
 
+from rag import stop_server
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 REFUSAL_P99_TARGET_MS = 50.0
@@ -257,11 +259,7 @@ def main() -> int:
         httpx.post(f"{url}/rag", json={"query": QUESTIONS[0], "stream": False}, timeout=120)  # warm caches
         outcomes, wall = asyncio.run(run_load(url, args))
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process, 15.0)
     result = summarise(outcomes, wall, args, ready)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     args.out.with_suffix(".md").write_text(markdown(result))

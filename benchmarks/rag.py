@@ -418,12 +418,18 @@ def run_config(
             load = health_under_load(url, load_questions, body, args.request_timeout)
             print(f"[{name}] health under load: {load['health_ms']}", file=sys.stderr)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
     return {"ready": ready, "sequential": sequential, "load": load}
+
+
+def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM (the server's graceful shutdown), then SIGKILL if it is still there after ``timeout_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def model_speeds(model: str | None) -> dict[str, float]:

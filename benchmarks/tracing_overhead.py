@@ -35,7 +35,17 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rag import QUESTIONS, WARM_UP_QUESTION, ask_stream, free_port, percentile, start_server, summary, wait_ready
+from rag import (
+    QUESTIONS,
+    WARM_UP_QUESTION,
+    ask_stream,
+    free_port,
+    percentile,
+    start_server,
+    stop_server,
+    summary,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -93,11 +103,7 @@ def run_config(args: argparse.Namespace, name: str, config: dict[str, str], roun
             results = [ask_stream(client, url, q, body) for q in QUESTIONS[: args.questions]]
         spans = span_counts(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except Exception:
-            process.kill()
+        stop_server(process)
     errors = [r for r in results if r.status != 200 or r.error]
     return {
         "config": name,
