@@ -90,6 +90,8 @@ CONFIGS: dict[str, dict[str, str]] = {
     "new-shared-helper": {"LLM_TWIN_HELPER_LLM_LOCAL_MODEL": ""},
     # Today's defaults with a smaller context budget (fewer prompt tokens to read first).
     "new-budget-240": {"LLM_TWIN_CONTEXT_BUDGET_TOKENS": "240"},
+    # Today's defaults with the previous, larger context budget.
+    "new-budget-320": {"LLM_TWIN_CONTEXT_BUDGET_TOKENS": "320"},
 }
 #: Speed probe: a fixed prompt of about this many tokens, then this many greedy new tokens.
 PROBE_PROMPT_TOKENS = 400

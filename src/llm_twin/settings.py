@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         "and a commit URL costs ~30 prompt tokens per block that the model reads before its first word.",
     )
     context_budget_tokens: int = Field(
-        default=320, ge=32, le=8192, description="Tokens of kept sentences (sentences mode)."
+        default=240, ge=32, le=8192, description="Tokens of kept sentences (sentences mode)."
     )
     evidence_floor: float = Field(
         default=0.43,

@@ -12,6 +12,7 @@ from llm_twin.rag.prompts import (
     PromptBudgetError,
     build_grounded_prompt,
     build_prompt_for_client,
+    citations_only,
     compact_authors,
 )
 
@@ -245,3 +246,18 @@ def test_build_prompt_for_client_uses_its_window_and_tokenizer() -> None:
     prompt = build_prompt_for_client("What is RAG?", chunks, WordCountingClient(), max_new_tokens=60)
     assert prompt.prompt_tokens + 60 <= 300
     assert 0 < len(prompt.used_chunks) < len(chunks)
+
+
+@pytest.mark.parametrize(
+    ("text", "only"),
+    [
+        ("[1] [2][3]", True),
+        (" [1]. ", True),
+        ("[1], [2]", True),
+        ("", False),
+        ("[1] Names are short.", False),
+        ("PEP 8 [1]", False),
+    ],
+)
+def test_citations_only(text: str, only: bool) -> None:
+    assert citations_only(text) is only

@@ -17,6 +17,7 @@ from llm_twin.errors import InvalidInputError, LLMTimeoutError
 from llm_twin.llm.base import ChatMessage, Completion, GenerationParams
 from llm_twin.rag.answer import AnswerContext, DoneEvent, SourcesEvent, TokenEvent
 from llm_twin.rag.pipeline import RAGPipeline
+from llm_twin.rag.prompts import SENTENCES_PLEASE
 from llm_twin.retrieval.types import AuthorMatch, RetrievalResult
 from llm_twin.settings import load_settings
 
@@ -250,3 +251,59 @@ def test_real_smollm2_answers_and_streams_the_same_way(tmp_path) -> None:
     assert len(tokens) > 1 and events[-1].kind == "done"
     assert events[-1].answer.answer == "".join(tokens).strip()
     assert 0 < events[-1].answer.timings_ms["ttft"] <= events[-1].answer.timings_ms["total"]
+
+
+class ScriptedLLM(WordLLM):
+    """Answers each call with the next pieces of a script; records every call's messages."""
+
+    def __init__(self, *answers: tuple[str, ...]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.calls: list[list[ChatMessage]] = []
+
+    def complete(self, messages: list[ChatMessage], params: GenerationParams) -> Completion:
+        self.pieces = self.answers[len(self.calls)]
+        self.calls.append(messages)
+        return super().complete(messages, params)
+
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
+        self.pieces = self.answers[len(self.calls)]
+        self.calls.append(messages)
+        return super().stream(messages, params)
+
+
+CITATIONS = ("[1]", " [2]", "[3]")
+SENTENCE = ("Patterns ", "match values ", "[1].")
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_an_answer_of_block_numbers_alone_is_asked_again_for_sentences(settings, streamed: bool) -> None:
+    llm = ScriptedLLM(CITATIONS, SENTENCE)
+    pipeline = RAGPipeline(Retrieval([chunk(1), chunk(2), chunk(3)], GUIDO), llm, settings)
+    if streamed:
+        events = list(pipeline.stream("What about pattern matching?"))
+        tokens = "".join(e.text for e in events if isinstance(e, TokenEvent))
+        assert tokens == "Patterns match values [1]."  # the discarded attempt never reached the client
+        answer = events[-1].answer
+    else:
+        answer = pipeline.run("What about pattern matching?")
+    assert answer.answer == "Patterns match values [1]."
+    assert len(llm.calls) == 2
+    first, retry = (call[-1]["content"] for call in llm.calls)
+    assert retry == first + SENTENCES_PLEASE  # same prompt, the request added at its very end
+    assert llm.calls[0][0] == llm.calls[1][0]  # same system prompt
+
+
+def test_the_retry_is_asked_once_and_its_answer_is_sent_whatever_it_is(settings) -> None:
+    llm = ScriptedLLM(CITATIONS, ("[2]",))
+    events = list(RAGPipeline(Retrieval([chunk(1), chunk(2)], GUIDO), llm, settings).stream("q"))
+    assert [e.text for e in events if isinstance(e, TokenEvent)] == ["[2]"]
+    assert events[-1].answer.answer == "[2]" and len(llm.calls) == 2
+    assert "ttft" in events[-1].answer.timings_ms
+
+
+def test_a_leading_block_number_is_held_only_until_words_follow(settings) -> None:
+    llm = ScriptedLLM(("[1]", " Names", " are short."))
+    events = list(RAGPipeline(Retrieval([chunk(1)], GUIDO), llm, settings).stream("q"))
+    assert [e.text for e in events if isinstance(e, TokenEvent)] == ["[1] Names", " are short."]
+    assert len(llm.calls) == 1

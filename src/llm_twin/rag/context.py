@@ -69,7 +69,7 @@ class ExtractiveContextSelector:
     def __init__(
         self,
         embedder: OnnxSentenceEmbedder,
-        budget_tokens: int = 320,
+        budget_tokens: int = 240,
         relative_floor: float = 0.3,
         max_sentence_words: int = 80,
         count_tokens: Callable[[str], int] | None = None,

@@ -34,7 +34,13 @@ from llm_twin.observability import conventions as oi
 from llm_twin.observability.progress import report_progress, reporting_progress
 from llm_twin.rag.answer import AnswerContext, DoneEvent, RAGAnswer, RAGEvent, SourcesEvent, StatusEvent, TokenEvent
 from llm_twin.rag.context import ExtractiveContextSelector
-from llm_twin.rag.prompts import GroundedPrompt, PromptBudgetError, build_prompt_for_client
+from llm_twin.rag.prompts import (
+    GroundedPrompt,
+    PromptBudgetError,
+    asking_for_sentences,
+    build_prompt_for_client,
+    citations_only,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -374,19 +380,33 @@ class RAGPipeline:
         root: Span,
         streamed: bool,
         deadline: Deadline | None = None,
+        *,
+        retried: bool = False,
     ) -> Generator[TokenEvent, None, Generation]:
-        """The ``rag.generate`` step: tokens as the model writes them, or the whole text from one call."""
+        """The ``rag.generate`` step: tokens as the model writes them, or the whole text from one call.
+
+        An answer of block numbers alone ("[1] [2][3]", a small model copying the citation example)
+        is asked for once more with ``asking_for_sentences``; the prompt cache makes that retry cost
+        the few new tokens plus the new answer. While streaming, leading block numbers are held back
+        until words follow, so the client never sees the discarded attempt.
+        """
         params = prepared.params or self.params
         span = start_span("rag.generate", parent=root, attributes=self._generation_attributes(prepared, params))
         started = time.perf_counter()
+        retry = False
         try:
             if streamed:
                 pieces: list[str] = []
+                held: list[str] | None = []  # None once words have been sent
                 with closing(self.llm.stream(prompt.messages, params)) as tokens:
                     for piece in tokens:
-                        if not pieces:
-                            set_attributes(span, {"ttft_ms": self._first_token(prepared)})
                         pieces.append(piece)
+                        if held is not None:
+                            held.append(piece)
+                            if not "".join(held).strip() or citations_only("".join(held)):
+                                continue
+                            piece, held = "".join(held), None
+                            set_attributes(span, {"ttft_ms": self._first_token(prepared)})
                         yield TokenEvent(piece)
                         if deadline is not None and deadline.expired:  # closing the tokens frees the model
                             raise DeadlineExceededError(
@@ -394,6 +414,10 @@ class RAGPipeline:
                             )
                 ms = _ms(time.perf_counter() - started)
                 text = "".join(pieces).strip()
+                retry = citations_only(text) and not retried
+                if held and not retry:  # nothing but held pieces, and no retry left: send what it said
+                    set_attributes(span, {"ttft_ms": self._first_token(prepared)})
+                    yield TokenEvent("".join(held))
                 count = self._count(text)
                 # A stream does not say why it ended; a text as long as the budget was cut by it
                 # (the count re-tokenizes the text, so this can be off by a token at the edge).
@@ -409,6 +433,7 @@ class RAGPipeline:
                     else:
                         completion = self.llm.complete(prompt.messages, params)
                 text = completion.text.strip()
+                retry = citations_only(text) and not retried
                 completion_tokens = completion.completion_tokens
                 if completion_tokens is None and bounded:  # a bounded local call streams: no usage reported
                     completion_tokens = self._count(text)
@@ -430,6 +455,7 @@ class RAGPipeline:
                     "gen_ai.usage.output_tokens": generation.completion_tokens,
                     "gen_ai.response.finish_reasons": [generation.finish_reason] if generation.finish_reason else None,
                     "duration_ms": generation.ms,
+                    "llm_twin.citations_only_retry": retry or None,
                     oi.LLM_TOKEN_COUNT_PROMPT: generation.prompt_tokens,
                     oi.LLM_TOKEN_COUNT_COMPLETION: generation.completion_tokens,
                     oi.LLM_TOKEN_COUNT_TOTAL: total or None,
@@ -445,6 +471,13 @@ class RAGPipeline:
             raise
         finally:
             span.end()
+        if retry:
+            if deadline is not None:
+                deadline.check("generation")
+            again = yield from self._generate(
+                prepared, asking_for_sentences(prompt), root, streamed, deadline, retried=True
+            )
+            return dataclasses.replace(again, ms=generation.ms + again.ms)
         if not streamed:
             yield TokenEvent(generation.text)  # the whole answer is one piece
         return generation

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.errors import LLMTwinError
@@ -227,6 +227,26 @@ def build_grounded_prompt(
         truncated=truncated and bool(used),
         prompt_tokens=total,
     )
+
+
+#: An answer made of block numbers alone ("[1] [2][3]"): a small model copying the citation example.
+_CITATIONS_ONLY = re.compile(r"[\s\[\]\d,;.]*")
+#: Added to the question's message when the model answered with block numbers alone. It goes at the
+#: very end, so the model re-reads only these few tokens (the rest is still in its prompt cache).
+SENTENCES_PLEASE = "\nWrite the answer as sentences about the question, each followed by its block number."
+
+
+def citations_only(text: str) -> bool:
+    """True for block numbers, spaces and punctuation only; an empty text is not (nothing was said)."""
+    return bool(text.strip()) and _CITATIONS_ONLY.fullmatch(text) is not None
+
+
+def asking_for_sentences(prompt: GroundedPrompt) -> GroundedPrompt:
+    """The same prompt with ``SENTENCES_PLEASE`` after the question's message (the retry of an answer
+    that was ``citations_only``)."""
+    *earlier, last = prompt.messages
+    retry: ChatMessage = {"role": last["role"], "content": last["content"] + SENTENCES_PLEASE}
+    return replace(prompt, messages=[*earlier, retry])
 
 
 def build_prompt_for_client(
