@@ -55,7 +55,11 @@ class RAGRequest(BaseModel):
     k: Annotated[int | None, Field(ge=MIN_K, le=MAX_K, description="Sources to retrieve (default: settings).")] = None
     expand_to_n: Annotated[
         int | None,
-        Field(ge=MIN_EXPAND_TO_N, description="Query variants incl. the original, at most LLM_TWIN_EXPAND_MAX."),
+        Field(
+            ge=MIN_EXPAND_TO_N,
+            description="Query variants incl. the original, at most LLM_TWIN_EXPAND_MAX; written only when the "
+            "question's own search finds nothing close (LLM_TWIN_EXPAND_BELOW_COSINE, 0: always).",
+        ),
     ] = None
     author: Annotated[
         str | None, Field(max_length=MAX_AUTHOR_CHARS, description="Only use this author's writing (name or alias).")
