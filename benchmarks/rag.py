@@ -291,15 +291,17 @@ def model_alone(args: argparse.Namespace, questions: list[str], body: dict[str, 
         if warm.prompt is not None:
             pipeline.llm.complete(warm.prompt.messages, params)
         for question in questions:
-            # Same order of model calls as in the server: expansion (timed), then generation (timed).
-            # prepare() in between rebuilds the grounded prompt (untimed; its own expansion call
-            # repeats the one just timed, so the model's prompt cache state is as in the server).
+            # prepare() builds the grounded prompt (untimed). When it expanded the question (expansion
+            # runs on demand: not when the question's own search is already close), the expansion is
+            # timed once more alone, then the generation. With a helper model of its own the
+            # generator's prompt-cache state is as in the server.
+            prepared = pipeline.prepare(question, k=body.get("k"), expand_to_n=n)
             expansion_ms = 0.0
-            if n > 1 and expander is not None and expander.llm is not None:
+            expanded = len(prepared.retrieval.expanded_queries) > 1
+            if n > 1 and expanded and expander is not None and expander.llm is not None:
                 started = time.perf_counter()
                 expander.run(question, n)
                 expansion_ms = (time.perf_counter() - started) * 1000
-            prepared = pipeline.prepare(question, k=body.get("k"), expand_to_n=n)
             generation_ms = ttft_ms = 0.0
             tokens = 0
             text = ""
