@@ -4,8 +4,8 @@ when nothing found is close to it (real store, real embedder and sentence-embedd
 from __future__ import annotations
 
 import pytest
-from llm_fakes import FakeLLM
 
+from llm_fakes import FakeLLM
 from llm_twin.retrieval.pipeline import RetrievalPipeline
 
 CLOSE = "What did Guido van Rossum write about pattern matching?"
