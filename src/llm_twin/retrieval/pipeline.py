@@ -207,7 +207,7 @@ class RetrievalPipeline:
                 degraded.extend(followup.degraded)
                 query = followup.question
             # With a confidence threshold, the question is searched alone first and expanded only when
-            # that finds nothing close (see ``_confident``); otherwise expansion runs beside self-query.
+            # that finds nothing close (``_expands_on_demand``); otherwise expansion runs beside self-query.
             on_demand = n > 1 and self._expands_on_demand()
             expansion_future = None
             if n > 1 and not on_demand:
@@ -246,7 +246,7 @@ class RetrievalPipeline:
             grouped = self.settings.k_split == "relevance"
             pool = max(k, self.settings.rerank_top_n) if self.reranker.name != "none" or grouped else k
             search = _Search(pool, author_ids, mode, hyde.passage, timings, warnings, degraded)
-            expansion: ExpansionResult | None = None
+            expansion: ExpansionResult
             if on_demand:
                 queries = self._search_queries([query], match)
                 found, chunks = self._search_and_rerank(queries, search)
