@@ -403,9 +403,10 @@ class RAGPipeline:
                         pieces.append(piece)
                         if held is not None:
                             held.append(piece)
-                            if not "".join(held).strip() or citations_only("".join(held)):
+                            so_far = "".join(held)
+                            if not so_far.strip() or citations_only(so_far):
                                 continue
-                            piece, held = "".join(held), None
+                            piece, held = so_far, None
                             set_attributes(span, {"ttft_ms": self._first_token(prepared)})
                         yield TokenEvent(piece)
                         if deadline is not None and deadline.expired:  # closing the tokens frees the model
