@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     )
     rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
     rerank_top_n: int = Field(default=20, ge=1, description="Candidates reranked (and grouped by document).")
+    rerank_search_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="cross-encoder: weight of the search rank when the model's ranking is fused with it by RRF "
+        "(1: equal; 0: the model's order alone, as the reference). A small model trained here is fused, so it "
+        "cannot undo the search.",
+    )
     rerank_relative_floor: float = Field(
         default=0.8,
         ge=0.0,

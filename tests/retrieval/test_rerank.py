@@ -14,7 +14,7 @@ from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.llm.base import Completion, TokenScorer
 from llm_twin.llm.openai_compat import parse_openai_logprobs
 from llm_twin.models import ModelNotFoundError
-from llm_twin.retrieval.rerankers.base import RerankerConfigError, logits_to_scores
+from llm_twin.retrieval.rerankers.base import RerankerConfigError, fuse_with_search_rank, logits_to_scores
 from llm_twin.retrieval.rerankers.factory import build_reranker
 from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker, yes_no_score
 from llm_twin.retrieval.rerankers.none import NoopReranker
@@ -119,6 +119,31 @@ def test_only_top_n_are_scored(model_dir: Path) -> None:
     assert reranker.run(QUERY, [], top_k=5) == []
 
 
+def test_fusion_with_the_search_rank() -> None:
+    # Candidates arrive in search order; the model prefers the reverse.
+    model = [0.0, 1.0, 2.0]
+    assert fuse_with_search_rank(model, 0.0) == model  # 0: the model's own scores
+    equal = fuse_with_search_rank(model, 1.0)
+    assert equal[0] == pytest.approx(equal[2]) and equal[0] > equal[1]  # a full reversal cancels out
+    assert np.argmax(fuse_with_search_rank(model, 0.5)) == 2  # the model leads
+    assert np.argmax(fuse_with_search_rank(model, 2.0)) == 0  # the search leads
+    agree = fuse_with_search_rank([3.0, 2.0, 1.0], 1.0)
+    assert agree == sorted(agree, reverse=True)  # where they agree, the order stays
+
+
+def test_fused_reranker_keeps_the_search_top_against_a_reversed_model(model_dir: Path) -> None:
+    alone = OnnxCrossEncoderReranker(str(model_dir), top_n=20)
+    fused = OnnxCrossEncoderReranker(str(model_dir), top_n=20, search_weight=4.0)
+    assert "fused with the search rank at weight 4" in fused.description
+    chunks = _chunks()
+    by_model = [c.id for c in alone.run(QUERY, chunks, top_k=len(chunks))]
+    model_rank = {cid: i for i, cid in enumerate(by_model)}
+    search_first = sorted(chunks, key=lambda c: model_rank[c.id], reverse=True)  # the model's worst first
+    ranked = fused.run(QUERY, search_first, top_k=len(chunks))
+    assert ranked[0].id == search_first[0].id != by_model[0]  # a heavy search weight keeps the search's first
+    assert ranked[0].metadata["search_score"] == search_first[0].score
+
+
 def test_model_loads_once_per_process(model_dir: Path) -> None:
     first = OnnxCrossEncoderReranker(str(model_dir))
     second = OnnxCrossEncoderReranker(str(model_dir))
@@ -172,6 +197,10 @@ def test_auto_finds_a_cross_encoder_under_models_dir(tmp_path: Path) -> None:
     reranker = build_reranker(settings)
     assert isinstance(reranker, OnnxCrossEncoderReranker)
     assert reranker.name == "cross-encoder" and reranker.top_n == 7
+    assert reranker.search_weight == settings.rerank_search_weight
+    alone = build_reranker(settings.model_copy(update={"rerank_search_weight": 0.0}))
+    assert isinstance(alone, OnnxCrossEncoderReranker) and alone.search_weight == 0.0
+    assert "fused" not in alone.description
 
 
 def test_auto_with_a_configured_model(model_dir: Path, tmp_path: Path) -> None:
@@ -202,10 +231,13 @@ def test_directory_without_onnx_needs_sentence_transformers(tmp_path: Path, monk
             return [float(len(p)) for _q, p in pairs]  # longer passage, higher score
 
     monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(CrossEncoder=FakeCrossEncoder))
-    reranker = build_reranker(_settings(tmp_path, rerank_model=str(plain)))
+    reranker = build_reranker(_settings(tmp_path, rerank_model=str(plain), rerank_search_weight=0.0))
     assert isinstance(reranker, SentenceTransformersCrossEncoderReranker)
     ranked = reranker.run(QUERY, _chunks(), top_k=2)
     assert ranked[0].id == "c2"  # the long passage
+    fused = build_reranker(_settings(tmp_path, rerank_model=str(plain), rerank_search_weight=1.0))
+    # c0 is the search's first and the model's second: fused, it beats c2 (the model's first, search's third)
+    assert fused.run(QUERY, _chunks(), top_k=2)[0].id == "c0"
 
 
 def test_a_hub_id_goes_to_sentence_transformers_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,7 +256,7 @@ def test_a_hub_id_goes_to_sentence_transformers_when_installed(tmp_path: Path, m
             return [float(len(p)) for _q, p in pairs]
 
     monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(CrossEncoder=HubCrossEncoder))
-    reranker = build_reranker(_settings(tmp_path, rerank_model=hub_id))
+    reranker = build_reranker(_settings(tmp_path, rerank_model=hub_id, rerank_search_weight=0.0))
     assert isinstance(reranker, SentenceTransformersCrossEncoderReranker) and hub_id in reranker.description
     assert reranker.run(QUERY, _chunks(), top_k=2)[0].id == "c2" and loaded == [hub_id]
 

@@ -129,8 +129,11 @@ def train_reranker(
     layers: Annotated[
         Optional[int], typer.Option("--layers", help="Encoder layers kept (default: all of the base's; MiniLM has 6).")
     ] = None,
-    epochs: Annotated[int, typer.Option("--epochs")] = 1,
-    learning_rate: Annotated[float, typer.Option("--lr")] = 3e-5,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the groups (early stopping ends sooner).")] = 3,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-4,
+    patience: Annotated[
+        int, typer.Option("--patience", help="Dev checks (every 100 steps) without a gain before stopping.")
+    ] = 3,
     negatives: Annotated[int, typer.Option("--negatives", help="Hard negatives per query.")] = 7,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per (query, passage) pair.")] = 256,
     dev_fraction: Annotated[float, typer.Option("--dev-fraction")] = 0.1,
@@ -165,6 +168,8 @@ def train_reranker(
         raise fail("--epochs: must be at least 1")
     if not 0 < learning_rate < 1:
         raise fail("--lr: must be between 0 and 1")
+    if patience < 1:
+        raise fail("--patience: must be at least 1")
     if negatives < 1:
         raise fail("--negatives: must be at least 1")
     if not 32 <= max_length <= 512:
@@ -193,6 +198,7 @@ def train_reranker(
         learning_rate=learning_rate,
         negatives=negatives,
         max_length=max_length,
+        patience=patience,
         max_minutes=max_minutes,
     )
     with user_errors(OPTIONS):
@@ -222,7 +228,8 @@ def train_reranker(
                 f"--synthetic {synthetic} --ict {ict} --style {plan.style}",
                 *([f"--helper-model {helper_model}"] if helper_model else []),
                 f"--base {base}" if base != default_base_model() else "",
-                f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --negatives {negatives}",
+                f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --patience {patience}",
+                f"--negatives {negatives}",
                 f"--max-length {max_length} --dev-fraction {dev_fraction} --fusion {fusion}",
                 *([f"--limit {limit}"] if limit else []),
                 *([f"--max-minutes {max_minutes}"] if max_minutes else []),

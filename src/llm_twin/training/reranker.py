@@ -61,8 +61,10 @@ class CrossEncoderTrainer:
         self,
         base_model: Path,
         layers: int | None = None,
-        epochs: int = 1,
-        learning_rate: float = 3e-5,
+        epochs: int = 3,
+        # 1e-4 rather than the usual 2e-5..3e-5: with a new head and only hundreds of steps on a CPU,
+        # the held-out MRR after one SciFact epoch was 0.66 at 3e-5 and 0.75 at 1e-4 (best at step 500).
+        learning_rate: float = 1e-4,
         batch_groups: int = 2,
         negatives: int = 7,
         max_length: int = 256,

@@ -13,6 +13,9 @@ from llm_twin.models import ModelNotFoundError
 
 RERANK_MODEL_ENV = "LLM_TWIN_RERANK_MODEL"
 MAX_PAIR_TOKENS = 512
+#: RRF constant when a reranker's ranking is fused with the search's (the search's own constant, so
+#: one rank step weighs the same in both).
+RRF_K = 60
 
 
 class RerankerConfigError(ModelNotFoundError):
@@ -40,6 +43,21 @@ def apply_scores(
     order = sorted(range(len(head)), key=lambda i: -head[i].score)  # sorted() is stable: ties keep search order
     ranked = [head[i] for i in order] + list(chunks[top_n:])
     return ranked[:top_k]
+
+
+def fuse_with_search_rank(scores: Sequence[float], search_weight: float, k: int = RRF_K) -> list[float]:
+    """RRF of the reranker's ranking and the search ranking (``scores`` are in search order).
+
+    A weight of 0 returns the reranker's scores unchanged. Above 0, a candidate's score is
+    ``1/(k + its reranker rank) + search_weight/(k + its search rank)``: a reranker that knows less
+    than the search about a corpus (a small model trained on little data) cannot undo it, while
+    one it agrees with still reorders.
+    """
+    if search_weight <= 0:
+        return [float(s) for s in scores]
+    by_score = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    rank = {index: position for position, index in enumerate(by_score)}
+    return [1.0 / (k + rank[i]) + search_weight / (k + i) for i in range(len(scores))]
 
 
 def logits_to_scores(logits: np.ndarray) -> np.ndarray:

@@ -53,7 +53,9 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
         # sentence-transformers downloads when it is installed and the hub is reachable.
         if not _sentence_transformers_installed():
             raise missing from None
-        return SentenceTransformersCrossEncoderReranker(model, top_n=settings.rerank_top_n)
+        return SentenceTransformersCrossEncoderReranker(
+            model, top_n=settings.rerank_top_n, search_weight=settings.rerank_search_weight
+        )
     try:
         find_onnx_files(directory, model_id=model)
     except ModelNotFoundError as onnx_error:
@@ -62,8 +64,15 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
                 f"{onnx_error}; export the cross-encoder to ONNX (model.onnx + tokenizer.json) "
                 f"or install sentence-transformers ({RERANK_MODEL_ENV}={model})"
             ) from onnx_error
-        return SentenceTransformersCrossEncoderReranker(directory, top_n=settings.rerank_top_n)
-    return OnnxCrossEncoderReranker(model, models_dir=settings.models_dir, top_n=settings.rerank_top_n)
+        return SentenceTransformersCrossEncoderReranker(
+            directory, top_n=settings.rerank_top_n, search_weight=settings.rerank_search_weight
+        )
+    return OnnxCrossEncoderReranker(
+        model,
+        models_dir=settings.models_dir,
+        top_n=settings.rerank_top_n,
+        search_weight=settings.rerank_search_weight,
+    )
 
 
 def build_reranker(

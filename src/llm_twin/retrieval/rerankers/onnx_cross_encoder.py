@@ -15,6 +15,7 @@ from llm_twin.models import find_onnx_files
 from llm_twin.retrieval.rerankers.base import (
     MAX_PAIR_TOKENS,
     apply_scores,
+    fuse_with_search_rank,
     logits_to_scores,
     passage_text,
     resolve_cross_encoder,
@@ -116,6 +117,7 @@ class OnnxCrossEncoderReranker:
         batch_size: int = 16,
         max_length: int | None = None,
         threads: int | None = None,
+        search_weight: float = 0.0,
     ) -> None:
         self.model = str(model)
         self.models_dir = Path(models_dir) if models_dir else Path(".")
@@ -123,7 +125,10 @@ class OnnxCrossEncoderReranker:
         self.batch_size = batch_size
         self.max_length = max_length
         self.threads = threads
-        self.description = f"cross-encoder ({self.model})"
+        #: > 0: the model's ranking is fused with the search ranking (``fuse_with_search_rank``).
+        self.search_weight = search_weight
+        fused = f", fused with the search rank at weight {search_weight:g}" if search_weight > 0 else ""
+        self.description = f"cross-encoder ({self.model}{fused})"
         self._loaded: _OnnxCrossEncoder | None = None
 
     def warm_up(self) -> None:
@@ -142,4 +147,4 @@ class OnnxCrossEncoderReranker:
     def run(self, query: str, chunks: list[EmbeddedChunk], top_k: int) -> list[EmbeddedChunk]:
         head = chunks[: self.top_n]
         scores = self.score(query, [passage_text(c) for c in head])
-        return apply_scores(chunks, scores.tolist(), self.top_n, top_k)
+        return apply_scores(chunks, fuse_with_search_rank(scores.tolist(), self.search_weight), self.top_n, top_k)

@@ -17,10 +17,8 @@ from __future__ import annotations
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.domain.sentences import split_sentences
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
-from llm_twin.retrieval.rerankers.base import apply_scores
+from llm_twin.retrieval.rerankers.base import RRF_K, apply_scores
 
-#: RRF constant for the two rankings (the same as the search's, so one rank step weighs the same).
-RRF_K = 60
 #: Candidates and sentences per candidate scored. The embedder costs ~1-1.6 ms per sentence on two
 #: cores, so 8 x 12 keeps the stage near 100-180 ms; on the twin dev set 20 x 40 ranked no better.
 DEFAULT_TOP_N = 8
