@@ -99,7 +99,7 @@ def test_round_trip_filter_and_negatives_below_the_source():
             "ict": [chunk("d3", 1), chunk("d3", 0, "keep this. secret sentence. and this"), chunk("d8")],
         }
     )
-    groups, counts = synthetic_groups(rows, searcher, keep_top=3, depth=30, negatives=2)
+    groups, counts = synthetic_groups(rows, searcher, keep_top=3, depth=30, negatives=2, hard_negatives="below")
     assert counts == {"queries": 4, "kept": 2, "source_not_in_top": 2, "no_negatives": 0}
     first, ict = groups
     # Negatives come from other documents ranked below the source (d5 ranks above it: not used).
@@ -109,6 +109,13 @@ def test_round_trip_filter_and_negatives_below_the_source():
     assert ict.positive_rank == 1 and ict.negative_ids == ["d8-0"]
     assert "secret" not in ict.positive and "keep this." in ict.positive
     assert searcher.limits == [30]
+
+
+def test_negatives_from_the_top_include_documents_above_the_source():
+    rows = [SyntheticQuery("found at rank 1", "d1", "d1", "document", "llm:fake")]
+    searcher = FakeSearcher({"found at rank 1": [chunk("d5"), chunk("d1"), chunk("d1", 1), chunk("d6"), chunk("d7")]})
+    (group,), _ = synthetic_groups(rows, searcher, keep_top=3, negatives=2, hard_negatives="top")
+    assert group.positive_rank == 1 and group.negative_ids == ["d5-0", "d6-0"]  # never the source's own chunks
 
 
 def test_labelled_groups_skip_every_relevant_document(tmp_path):

@@ -135,6 +135,14 @@ def train_reranker(
         int, typer.Option("--patience", help="Dev checks (every 100 steps) without a gain before stopping.")
     ] = 3,
     negatives: Annotated[int, typer.Option("--negatives", help="Hard negatives per query.")] = 7,
+    hard_negatives: Annotated[
+        str,
+        typer.Option(
+            "--hard-negatives",
+            help="Synthetic queries' negatives: below (other documents ranked below the source) | top (the top "
+            "results, above the source too; on the demo corpus it reranked better: benchmarks/results/reranker.md).",
+        ),
+    ] = "top",
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per (query, passage) pair.")] = 256,
     dev_fraction: Annotated[float, typer.Option("--dev-fraction")] = 0.1,
     limit: Annotated[
@@ -180,6 +188,8 @@ def train_reranker(
         raise fail("--limit: must be at least 1")
     if fusion not in ("rrf", "dbsf"):
         raise fail("--fusion: must be rrf or dbsf")
+    if hard_negatives not in ("below", "top"):
+        raise fail("--hard-negatives: must be below or top")
     if max_minutes is not None and max_minutes <= 0:
         raise fail("--max-minutes: must be positive")
     if out.exists():
@@ -211,6 +221,7 @@ def train_reranker(
             style=("claim" if dataset is not None else "question") if style == "auto" else style,  # type: ignore[arg-type]
             helper_model=helper_model,
             negatives=negatives,
+            hard_negatives=hard_negatives,  # type: ignore[arg-type]
             dev_fraction=dev_fraction,
             split=split,
         )
@@ -229,7 +240,7 @@ def train_reranker(
                 *([f"--helper-model {helper_model}"] if helper_model else []),
                 f"--base {base}" if base != default_base_model() else "",
                 f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --patience {patience}",
-                f"--negatives {negatives}",
+                f"--negatives {negatives} --hard-negatives {hard_negatives}",
                 f"--max-length {max_length} --dev-fraction {dev_fraction} --fusion {fusion}",
                 *([f"--limit {limit}"] if limit else []),
                 *([f"--max-minutes {max_minutes}"] if max_minutes else []),

@@ -3,8 +3,8 @@
 Every group is built from what the reranker will see at query time: the chunks our hybrid search
 returns for the query, as ``passage_text`` (title + chunk). A synthetic query is kept only when the
 search finds its source in the top ``keep_top`` (the round-trip filter: a query the first stage
-cannot place is too vague, or not about its passage); its negatives are the chunks of other
-documents ranked right below the source, the ones the reranker has to push down. A labelled query
+cannot place is too vague, or not about its passage); its negatives are the best-ranked chunks of
+other documents (or only those below the source: ``hard_negatives``). A labelled query
 (a dataset's train qrels) takes the same chunks, minus every document marked relevant.
 """
 
@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.retrieval.rerankers.base import passage_text
@@ -58,8 +58,15 @@ def synthetic_groups(
     negatives: int = 7,
     batch_size: int = 32,
     progress: Callable[[str], None] | None = None,
+    hard_negatives: Literal["below", "top"] = "top",
 ) -> tuple[list[RerankGroup], dict[str, int]]:
-    """Groups for the queries that pass the round-trip filter, and counts per outcome."""
+    """Groups for the queries that pass the round-trip filter, and counts per outcome.
+
+    ``hard_negatives``: ``below`` takes other documents' chunks ranked right below the source (a
+    chunk ranked above it may answer the query too); ``top`` takes them from the top of the
+    results, above the source included, which is what the reranker has to sort at query time.
+    Measured on the demo corpus (79 held-out queries, MRR@10 of the source in the reranked top 20):
+    0.21 with ``below``, 0.35 with ``top``; fused with the search rank 0.52 and 0.59 (search 0.58)."""
     say = progress or (lambda _: None)
     counts = {"queries": len(rows), "kept": 0, "source_not_in_top": 0, "no_negatives": 0}
     groups: list[RerankGroup] = []
@@ -69,7 +76,8 @@ def synthetic_groups(
         if rank is None or rank >= keep_top:
             counts["source_not_in_top"] += 1
             continue
-        below = [c for c in chunks[rank + 1 :] if c.document_id != row.document_id][:negatives]
+        pool = chunks if hard_negatives == "top" else chunks[rank + 1 :]
+        below = [c for c in pool if c.document_id != row.document_id][:negatives]
         if not below:
             counts["no_negatives"] += 1
             continue

@@ -53,6 +53,7 @@ class DataPlan:
     keep_top: int = 10
     depth: int = 30
     negatives: int = 7
+    hard_negatives: Literal["below", "top"] = "top"
     dev_fraction: float = 0.1
     seed: int = 0
     split: str | None = None
@@ -157,7 +158,15 @@ def build_data(
     wanted = {s.id for s in pool[: plan.synthetic]} | {s.id for s in pool[: plan.ict]}
     rows = [r for r in rows if r.source_id in wanted]
     with corpus_searcher(local, collections) as searcher:
-        groups, counts = synthetic_groups(rows, searcher, plan.keep_top, plan.depth, plan.negatives, progress=say)
+        groups, counts = synthetic_groups(
+            rows,
+            searcher,
+            plan.keep_top,
+            plan.depth,
+            plan.negatives,
+            progress=say,
+            hard_negatives=plan.hard_negatives,
+        )
         labelled: list[RerankGroup] = []
         if data is not None and plan.split:
             texts = {d.id: document_text(d) for d in data.corpus}
