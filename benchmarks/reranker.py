@@ -29,6 +29,7 @@ from llm_twin.retrieval.rerankers.base import apply_scores, fuse_with_search_ran
 from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
 from llm_twin.settings import SHARED_DIR, Settings, load_settings
 from llm_twin.training.pairs import is_dev
+from llm_twin.training.reranker_flow import DataPlan, corpus_searcher
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("ndcg@10", "mrr@10", "recall@10")
@@ -106,7 +107,8 @@ def scifact(
     ensure_ingested(local, data)
     every = sorted(data.queries)
     qids = every[: limit or None]
-    held_out = sorted(q for q in train.queries if q in train.qrels and is_dev(q, 0.1))
+    # The trainer's own hold-out rule and fraction: the queries a model trained with defaults never saw.
+    held_out = sorted(q for q in train.queries if q in train.qrels and is_dev(q, DataPlan().dev_fraction))
     candidates = hybrid_candidates(local, data.queries, every)
     train_candidates = hybrid_candidates(local, train.queries, held_out)
     qrels = {q: data.qrels[q] for q in qids}
@@ -181,7 +183,6 @@ def latency(
 def demo(model: Path, dev_path: Path, data_dir: Path, top_n: int, weight: float) -> dict:
     """MRR@10 of each held-out query's source chunk: hybrid order vs reranked (alone and fused)."""
     from llm_twin.training.reranker_data import read_groups
-    from llm_twin.training.reranker_flow import corpus_searcher
 
     settings = load_settings(data_dir=data_dir)
     groups = read_groups(dev_path)
