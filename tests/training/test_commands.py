@@ -73,6 +73,7 @@ def test_without_torch_it_says_how_to_install_it(tiny_train, tmp_path, monkeypat
         (["--fusion", "max"], "--fusion"),
         (["--max-minutes", "0"], "--max-minutes"),
         (["--patience", "0"], "--patience"),
+        (["--eval-every", "0"], "--eval-every"),
         (["--hard-negatives", "above"], "--hard-negatives"),
     ],
 )

@@ -118,6 +118,32 @@ def test_negatives_from_the_top_include_documents_above_the_source():
     assert group.positive_rank == 1 and group.negative_ids == ["d5-0", "d6-0"]  # never the source's own chunks
 
 
+def test_held_out_groups_keep_the_whole_top_as_the_service_reranks_it():
+    rows = [
+        SyntheticQuery("dev query", "d1", "d1", "document", "llm:fake"),
+        SyntheticQuery("train query", "d2", "d2", "document", "llm:fake"),
+    ]
+    ranked = [chunk("d5"), chunk("d1"), chunk("d1", 1), chunk("d6"), chunk("d7"), chunk("d8")]
+    searcher = FakeSearcher({"dev query": ranked, "train query": [chunk("d2"), *ranked]})
+    dev, train = synthetic_groups(
+        rows, searcher, keep_top=3, negatives=1, hard_negatives="below", is_dev=lambda d: d == "d1", dev_candidates=5
+    )[0]
+    # Dev: every other document in the top 5, above the source too, whatever the training mode.
+    assert dev.negative_ids == ["d5-0", "d6-0", "d7-0"]
+    assert train.negative_ids == ["d5-0"]  # training keeps its own count and mode
+    labelled = labelled_groups(
+        {"q1": "dev query", "q2": "train query"},
+        {"q1": {"d1": 1}, "q2": {"d2": 1}},
+        {},
+        searcher,
+        "train",
+        negatives=1,
+        is_dev=lambda q: q == "q1",
+        dev_candidates=5,
+    )
+    assert [g.negative_ids for g in labelled] == [["d5-0", "d6-0", "d7-0"], ["d5-0"]]
+
+
 def test_labelled_groups_skip_every_relevant_document(tmp_path):
     searcher = FakeSearcher({"q": [chunk("d2"), chunk("d1"), chunk("d3"), chunk("d4")]})
     groups = labelled_groups(

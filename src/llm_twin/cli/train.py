@@ -131,9 +131,14 @@ def train_reranker(
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the groups (early stopping ends sooner).")] = 3,
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-4,
-    patience: Annotated[
-        int, typer.Option("--patience", help="Dev checks (every 100 steps) without a gain before stopping.")
-    ] = 3,
+    eval_every: Annotated[
+        int,
+        typer.Option(
+            "--eval-every",
+            help="Steps between dev checks (a check reranks each dev query's top 20: ~50 s for 120 groups on 2 cores).",
+        ),
+    ] = 200,
+    patience: Annotated[int, typer.Option("--patience", help="Dev checks without a gain before stopping.")] = 3,
     negatives: Annotated[int, typer.Option("--negatives", help="Hard negatives per query.")] = 7,
     hard_negatives: Annotated[
         str,
@@ -178,6 +183,8 @@ def train_reranker(
         raise fail("--lr: must be between 0 and 1")
     if patience < 1:
         raise fail("--patience: must be at least 1")
+    if eval_every < 1:
+        raise fail("--eval-every: must be at least 1")
     if negatives < 1:
         raise fail("--negatives: must be at least 1")
     if not 32 <= max_length <= 512:
@@ -208,6 +215,7 @@ def train_reranker(
         learning_rate=learning_rate,
         negatives=negatives,
         max_length=max_length,
+        eval_every=eval_every,
         patience=patience,
         max_minutes=max_minutes,
     )
@@ -239,7 +247,7 @@ def train_reranker(
                 f"--synthetic {synthetic} --ict {ict} --style {plan.style}",
                 *([f"--helper-model {helper_model}"] if helper_model else []),
                 f"--base {base}" if base != default_base_model() else "",
-                f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --patience {patience}",
+                f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --eval-every {eval_every} --patience {patience}",
                 f"--negatives {negatives} --hard-negatives {hard_negatives}",
                 f"--max-length {max_length} --dev-fraction {dev_fraction} --fusion {fusion}",
                 *([f"--limit {limit}"] if limit else []),

@@ -55,6 +55,7 @@ class DataPlan:
     negatives: int = 7
     hard_negatives: Literal["below", "top"] = "top"
     dev_fraction: float = 0.1
+    dev_candidates: int = 20  # a dev group is the search's top 20, as the service reranks it
     seed: int = 0
     split: str | None = None
 
@@ -157,6 +158,10 @@ def build_data(
         rows = generate_queries(pool[: plan.synthetic], queries_cache, writer, ict=False, seed=plan.seed, progress=say)
     wanted = {s.id for s in pool[: plan.synthetic]} | {s.id for s in pool[: plan.ict]}
     rows = [r for r in rows if r.source_id in wanted]
+
+    def held_out(key: str) -> bool:
+        return is_dev(key, plan.dev_fraction)
+
     with corpus_searcher(local, collections) as searcher:
         groups, counts = synthetic_groups(
             rows,
@@ -166,20 +171,26 @@ def build_data(
             plan.negatives,
             progress=say,
             hard_negatives=plan.hard_negatives,
+            is_dev=held_out,
+            dev_candidates=plan.dev_candidates,
         )
         labelled: list[RerankGroup] = []
         if data is not None and plan.split:
             texts = {d.id: document_text(d) for d in data.corpus}
             labelled = labelled_groups(
-                data.queries, data.qrels, texts, searcher, plan.split, plan.depth, plan.negatives
+                data.queries,
+                data.qrels,
+                texts,
+                searcher,
+                plan.split,
+                plan.depth,
+                plan.negatives,
+                is_dev=held_out,
+                dev_candidates=plan.dev_candidates,
             )
     every = groups + labelled
     # Held out by document (synthetic) or by query (labelled): nothing of a dev group is trained on.
-    dev = [
-        g
-        for g in every
-        if is_dev(g.document_id if g.positive_rank >= 0 else g.query_id.split(":")[1], plan.dev_fraction)
-    ]
+    dev = [g for g in every if held_out(g.document_id if g.positive_rank >= 0 else g.query_id.split(":")[1])]
     train = [g for g in every if g not in dev]
     write_groups(cache / "train.jsonl", train)
     write_groups(cache / "dev.jsonl", dev)
