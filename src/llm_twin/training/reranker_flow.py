@@ -162,32 +162,21 @@ def build_data(
     def held_out(key: str) -> bool:
         return is_dev(key, plan.dev_fraction)
 
+    # The same search depth, negatives and held-out rule for synthetic and labelled groups.
+    shared: dict[str, Any] = {
+        "depth": plan.depth,
+        "negatives": plan.negatives,
+        "is_dev": held_out,
+        "dev_candidates": plan.dev_candidates,
+    }
     with corpus_searcher(local, collections) as searcher:
         groups, counts = synthetic_groups(
-            rows,
-            searcher,
-            plan.keep_top,
-            plan.depth,
-            plan.negatives,
-            progress=say,
-            hard_negatives=plan.hard_negatives,
-            is_dev=held_out,
-            dev_candidates=plan.dev_candidates,
+            rows, searcher, plan.keep_top, progress=say, hard_negatives=plan.hard_negatives, **shared
         )
         labelled: list[RerankGroup] = []
         if data is not None and plan.split:
             texts = {d.id: document_text(d) for d in data.corpus}
-            labelled = labelled_groups(
-                data.queries,
-                data.qrels,
-                texts,
-                searcher,
-                plan.split,
-                plan.depth,
-                plan.negatives,
-                is_dev=held_out,
-                dev_candidates=plan.dev_candidates,
-            )
+            labelled = labelled_groups(data.queries, data.qrels, texts, searcher, plan.split, **shared)
     every = groups + labelled
     # Held out by document (synthetic) or by query (labelled): nothing of a dev group is trained on.
     dev = [g for g in every if held_out(g.document_id if g.positive_rank >= 0 else g.query_id.split(":")[1])]
