@@ -71,8 +71,8 @@ class CrossEncoderTrainer:
         max_length: int = 256,
         eval_every: int = 200,
         patience: int = 3,
-        # A check scores every candidate of each dev group (~20 pairs): this many groups keep it
-        # near a tenth of the training time on 2 cores.
+        # A check scores every candidate of each dev group (~20 pairs): 120 groups took ~50 s on
+        # 2 cores, about a fifth of the time of 200 training steps (SciFact, 4 layers, 192 tokens).
         max_dev_groups: int = 120,
         seed: int = 0,
         threads: int | None = None,
