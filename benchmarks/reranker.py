@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from llm_twin.retrieval.evaluation import documents_ranking, ensure_ingested, eval_retriever, eval_settings, load_beir
-from llm_twin.retrieval.rerankers.base import apply_scores, fuse_with_search_rank, passage_text
+from llm_twin.retrieval.rerankers.base import SearchFusion, apply_scores, fuse_with_search, passage_text
 from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
 from llm_twin.settings import SHARED_DIR, Settings, load_settings
 from llm_twin.training.pairs import is_dev
@@ -56,16 +56,28 @@ def training_summary(model: Path) -> dict:
     return {**{k: report.get(k) for k in keep}, "dev_mrr": report.get("dev_mrr"), "data": report.get("data")}
 
 
-#: Search-rank weights tried on the held-out train queries (0: the cross-encoder's order alone).
+#: Search weights tried on the held-out train queries (0: the cross-encoder's order alone), for
+#: each way of combining the model with the search (``LLM_TWIN_RERANK_FUSION``).
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+FUSIONS: tuple[SearchFusion, ...] = ("score", "rank")
+Fusion = tuple[SearchFusion, float]
+
+
+def fusion_grid() -> list[Fusion]:
+    return [("score", 0.0)] + [(fusion, w) for fusion in FUSIONS for w in WEIGHT_GRID if w > 0]
+
+
+def reranked(head: list, raw: list[float], fusion: Fusion) -> list:
+    mode, weight = fusion
+    return apply_scores(head, fuse_with_search(raw, head, weight, mode), len(head), len(head))
 
 
 def reranked_runs(
-    reranker: OnnxCrossEncoderReranker, queries: dict, candidates: dict, qids: list[str], weights: list[float]
-) -> tuple[dict[float, dict], list[float]]:
-    """Each query's top ``top_n`` scored once by the model; one document run per search weight, and
-    the scoring time per query (ms)."""
-    runs: dict[float, dict] = {w: {} for w in weights}
+    reranker: OnnxCrossEncoderReranker, queries: dict, candidates: dict, qids: list[str], fusions: list[Fusion]
+) -> tuple[dict[Fusion, dict], list[float]]:
+    """Each query's top ``top_n`` scored once by the model; one document run per fusion (way and
+    weight), and the scoring time per query (ms)."""
+    runs: dict[Fusion, dict] = {f: {} for f in fusions}
     times = []
     for n, qid in enumerate(qids, 1):
         chunks = candidates[qid]
@@ -73,14 +85,19 @@ def reranked_runs(
         t0 = time.perf_counter()
         raw = reranker.score(queries[qid], [passage_text(c) for c in head]).tolist()
         times.append((time.perf_counter() - t0) * 1000)
-        for weight in weights:
-            ranked = apply_scores(head, fuse_with_search_rank(raw, weight), len(head), len(head))
+        for fusion in fusions:
+            ranked = reranked(head, raw, fusion)
             floor = min((c.score for c in ranked), default=0.0)
             tail = [c.model_copy(update={"score": floor - 1 - i}) for i, c in enumerate(chunks[len(head) :])]
-            runs[weight][qid] = documents_ranking(ranked + tail)
+            runs[fusion][qid] = documents_ranking(ranked + tail)
         if n % 50 == 0:
             print(f"{reranker.model}: {n}/{len(qids)} queries, p50 {statistics.median(times):.0f} ms", file=sys.stderr)
     return runs, times
+
+
+def fusion_label(fusion: Fusion) -> str:
+    mode, weight = fusion
+    return "alone" if weight <= 0 else f"fused by {mode}, weight {weight:g}"
 
 
 def hybrid_candidates(local: Settings, queries: dict, qids: list[str]) -> dict:
@@ -94,12 +111,12 @@ def hybrid_candidates(local: Settings, queries: dict, qids: list[str]) -> dict:
 
 
 def scifact(
-    dataset_dir: Path, models: dict[str, Path], limit: int | None, top_n: int, threads: int | None, weight: float
+    dataset_dir: Path, models: dict[str, Path], limit: int | None, top_n: int, threads: int | None, default: Fusion
 ) -> dict:
-    """Held-out train queries (the 10% the trainer keeps out): every weight of ``WEIGHT_GRID``, and
+    """Held-out train queries (the 10% the trainer keeps out): every fusion of ``fusion_grid``, and
     the best one chosen there (never on the test split). Test queries: hybrid alone, each model
-    alone (weight 0), fused at ``weight`` (the setting's default) and at the chosen weight.
-    Choosing a weight uses train labels: a zero-shot model's zero-shot row is the default one."""
+    alone, fused by score and by rank at the default weight, and the chosen fusion. Choosing uses
+    train labels: a zero-shot model's zero-shot rows are the alone and default ones."""
     settings = load_settings(fusion="dbsf")
     data = load_beir(dataset_dir, "test")
     train = load_beir(dataset_dir, "train")
@@ -124,23 +141,32 @@ def scifact(
         "queries": len(held_out),
         "hybrid DBSF": score(train_qrels, {q: documents_ranking(train_candidates[q]) for q in held_out}),
     }
+    grid = fusion_grid()
     for name, model in models.items():
         reranker = OnnxCrossEncoderReranker(model, top_n=top_n, threads=threads)
         reranker.warm_up()
-        train_runs, _ = reranked_runs(reranker, train.queries, train_candidates, held_out, list(WEIGHT_GRID))
-        tuning[name] = {f"{w:g}": score(train_qrels, train_runs[w]) for w in WEIGHT_GRID}
-        chosen = max(WEIGHT_GRID, key=lambda w: (tuning[name][f"{w:g}"]["ndcg@10"], -abs(w - weight)))
-        tuning[name]["chosen_weight"] = chosen
-        labels = {0.0: "alone", weight: f"fused with the search rank (weight {weight:g}, the default)"}
-        labels.setdefault(chosen, f"fused, weight {chosen:g} (best on held-out train queries)")
+        train_runs, _ = reranked_runs(reranker, train.queries, train_candidates, held_out, grid)
+        by_fusion = {f: score(train_qrels, train_runs[f]) for f in grid}
+        # Ties go to the default way, then to the weight nearest the default.
+        chosen = max(grid, key=lambda f: (by_fusion[f]["ndcg@10"], f[0] == default[0], -abs(f[1] - default[1])))
+        tuning[name] = {
+            mode: {f"{w:g}": by_fusion[(mode, w) if w > 0 else grid[0]] for w in WEIGHT_GRID} for mode in FUSIONS
+        }
+        tuning[name]["chosen"] = {"fusion": chosen[0], "search_weight": chosen[1]}
+        labels: dict[Fusion, str] = {grid[0]: "alone"}
+        for mode in FUSIONS:
+            is_default = " (the default)" if mode == default[0] else ""
+            labels[(mode, default[1])] = f"{fusion_label((mode, default[1]))}{is_default}"
+        labels[chosen] = labels.get(chosen, fusion_label(chosen)) + ", best on held-out train queries"
         runs, times = reranked_runs(reranker, data.queries, candidates, qids, list(labels))
-        for w, label in labels.items():
+        for fusion, label in labels.items():
             rows.append(
                 {
                     "name": f"+ {name} reranker, {label}",
                     "model": str(model),
-                    "search_weight": w,
-                    **score(qrels, runs[w]),
+                    "fusion": fusion[0],
+                    "search_weight": fusion[1],
+                    **score(qrels, runs[fusion]),
                     "rerank_p50_ms_under_eval": round(statistics.median(times), 1),
                     "training": training_summary(model),
                 }
@@ -149,7 +175,7 @@ def scifact(
 
 
 def latency(
-    models: dict[str, Path], dataset_dir: Path, queries: int, top_n: int, threads: int | None, weight: float
+    models: dict[str, Path], dataset_dir: Path, queries: int, top_n: int, threads: int | None, default: Fusion
 ) -> dict:
     """The rerank stage alone over ``top_n`` SciFact candidates: p50/p95 and per pair, per model."""
     settings = load_settings(fusion="dbsf")
@@ -160,7 +186,9 @@ def latency(
         per_query, _ = retriever.search_each([data.queries[q] for q in qids], limit=top_n * 2, mode="hybrid")
     out = {}
     for name, model in models.items():
-        reranker = OnnxCrossEncoderReranker(model, top_n=top_n, threads=threads, search_weight=weight)
+        reranker = OnnxCrossEncoderReranker(
+            model, top_n=top_n, threads=threads, search_weight=default[1], fusion=default[0]
+        )
         reranker.warm_up()
         reranker.run(data.queries[qids[0]], per_query[0][:top_n], top_k=top_n)  # first call: allocations
         times = []
@@ -181,41 +209,76 @@ def latency(
 
 
 def demo(model: Path, dev_path: Path, data_dir: Path, top_n: int, weight: float) -> dict:
-    """MRR@10 of each held-out query's source chunk: hybrid order vs reranked (alone and fused)."""
+    """MRR@10 of each held-out query's source chunk: hybrid order vs reranked (alone, and fused by
+    score and by rank at ``weight``)."""
     from llm_twin.training.reranker_data import read_groups
 
     settings = load_settings(data_dir=data_dir)
     groups = read_groups(dev_path)
     reranker = OnnxCrossEncoderReranker(model, top_n=top_n)
     reranker.warm_up()
-    hybrid: list[float] = []
-    reranked: list[float] = []
-    fused: list[float] = []
+    fusions: list[Fusion] = [("score", 0.0)] + [(mode, weight) for mode in FUSIONS]
+    reciprocal: dict[str, list[float]] = {"hybrid": [], **{fusion_label(f): [] for f in fusions}}
     with corpus_searcher(settings, list(settings.collections.values())) as searcher:
         per_query, _ = searcher.search_each([g.query for g in groups], limit=top_n, mode="hybrid")
     for group, chunks in zip(groups, per_query, strict=True):
         source = group.query_id.rsplit(":", 1)[1]
         by_document = source == group.document_id  # a document-level source (a BEIR dataset)
         raw = reranker.score(group.query, [passage_text(c) for c in chunks]).tolist()
-        rankings = (
-            (chunks, hybrid),
-            (apply_scores(chunks, raw, len(chunks), len(chunks)), reranked),
-            (apply_scores(chunks, fuse_with_search_rank(raw, weight), len(chunks), len(chunks)), fused),
-        )
-        for ranking, out in rankings:
+        rankings = [("hybrid", chunks)] + [(fusion_label(f), reranked(chunks, raw, f)) for f in fusions]
+        for label, ranking in rankings:
             hits = [(c.document_id if by_document else c.id) == source for c in ranking[:10]]
             rank = hits.index(True) if True in hits else None
-            out.append(0.0 if rank is None else 1.0 / (rank + 1))
+            reciprocal[label].append(0.0 if rank is None else 1.0 / (rank + 1))
     return {
         "queries": len(groups),
         "methods": sorted({g.method for g in groups}),
-        "mrr@10_hybrid": round(statistics.mean(hybrid), 4) if hybrid else None,
-        "mrr@10_reranked": round(statistics.mean(reranked), 4) if reranked else None,
-        "search_weight": weight,
-        "mrr@10_fused": round(statistics.mean(fused), 4) if fused else None,
+        "mrr@10": {label: round(statistics.mean(v), 4) if v else None for label, v in reciprocal.items()},
         "model": str(model),
         "training": training_summary(model),
     }
+
+
+def twin_dev(model: Path, data_dir: Path, weight: float, k: int = 5) -> dict:
+    """The demo model on the twin's own questions (``evaluation/twin_dev``, written for the twin, not by
+    the trainer), against what ``auto`` uses without it: the sentence-embedding reranker. Same store,
+    same embedder, today's defaults otherwise, no helper LLM (one search per question)."""
+    from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
+    from llm_twin.retrieval.pipeline import RetrievalPipeline
+    from llm_twin.retrieval.twin_eval import TwinRetrievalEvaluator, load_questions
+    from llm_twin.settings import PROJECT_ROOT
+    from llm_twin.store import open_store
+
+    questions_path = PROJECT_ROOT / "evaluation" / "twin_dev" / "questions.jsonl"
+    base = load_settings(data_dir=data_dir, helper_llm_backend="none", expand_to_n=1)
+    cross_encoder = {"rerank_backend": "cross-encoder", "rerank_model": str(model)}
+    configs: dict[str, dict] = {"sentence-embedding (auto without a model)": {"rerank_backend": "sentence-embedding"}}
+    for fusion in [("score", 0.0)] + [(mode, weight) for mode in FUSIONS]:
+        update = {**cross_encoder, "rerank_fusion": fusion[0], "rerank_search_weight": fusion[1]}
+        configs[f"demo cross-encoder, {fusion_label(fusion)}"] = update
+    questions = load_questions(questions_path, None)
+    store = open_store(base)
+    embedder = OnnxSentenceEmbedder.from_settings(base)
+    out: dict = {"questions": len(questions), "k": k, "runs": {}}
+    pipelines: list[RetrievalPipeline] = []
+    try:
+        for name, update in configs.items():
+            pipeline = RetrievalPipeline(base.model_copy(update=update), store=store, embedder=embedder)
+            pipelines.append(pipeline)
+            evaluator = TwinRetrievalEvaluator(pipeline, k=k, expand_to_n=1, questions_file=str(questions_path))
+            evaluator.warm_up()
+            overall = evaluator.summarize([evaluator.score(q) for q in questions]).overall
+            out["runs"][name] = {
+                "hit@k": round(overall.hit_at_k, 4),
+                "mrr": round(overall.mrr, 4),
+                "context_precision": round(overall.context_precision, 4),
+            }
+            print(f"twin dev, {name}: {out['runs'][name]}", file=sys.stderr)
+    finally:
+        for pipeline in pipelines:  # each closes the shared store too; closing twice is a no-op
+            pipeline.close()
+        store.close()
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -241,16 +304,22 @@ def markdown(result: dict) -> str:
         models = [k for k in tuning if k not in ("queries", "hybrid DBSF")]
         if models:
             lines += [
-                f"Held-out SciFact *train* queries ({tuning['queries']}, never trained on), nDCG@10 by search-rank "
-                f"weight (0 = the model alone; hybrid DBSF alone {tuning['hybrid DBSF']['ndcg@10']}):",
+                f"Held-out SciFact *train* queries ({tuning['queries']}, never trained on), nDCG@10 by fusion and "
+                f"search weight (w=0 = the model alone; hybrid DBSF alone {tuning['hybrid DBSF']['ndcg@10']}):",
                 "",
-                "| model | " + " | ".join(f"w={w:g}" for w in WEIGHT_GRID) + " | chosen |",
-                "|---|" + "---|" * (len(WEIGHT_GRID) + 1),
+                "| model | fusion | " + " | ".join(f"w={w:g}" for w in WEIGHT_GRID) + " |",
+                "|---|---|" + "---|" * len(WEIGHT_GRID),
             ]
             for name in models:
-                cells = " | ".join(str(tuning[name][f"{w:g}"]["ndcg@10"]) for w in WEIGHT_GRID)
-                lines.append(f"| {name} | {cells} | {tuning[name]['chosen_weight']:g} |")
-            lines.append("")
+                chosen = tuning[name]["chosen"]
+                for mode in FUSIONS:
+                    cells = []
+                    for w in WEIGHT_GRID:
+                        cell = str(tuning[name][mode][f"{w:g}"]["ndcg@10"])
+                        pick = w > 0 and (mode, w) == (chosen["fusion"], chosen["search_weight"])
+                        cells.append(f"**{cell}**" if pick else cell)
+                    lines.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+            lines += ["", "Bold: the fusion chosen on these queries (the test rows' *best on held-out train*).", ""]
     if result.get("latency"):
         lines += ["| model | rerank p50 ms | p95 ms | per pair ms | layers | int8 MB |", "|---|---|---|---|---|---|"]
         for name, row in result["latency"].items():
@@ -260,12 +329,23 @@ def markdown(result: dict) -> str:
         lines.append("")
     if result.get("demo"):
         d = result["demo"]
+        runs = "; ".join(f"{label} {value}" for label, value in d["mrr@10"].items())
         lines += [
-            f"Demo corpus, {d['queries']} held-out synthetic queries ({', '.join(d['methods'])}): "
-            f"MRR@10 hybrid {d['mrr@10_hybrid']} -> reranked {d['mrr@10_reranked']} (the model alone), "
-            f"{d['mrr@10_fused']} (fused with the search rank, weight {d['search_weight']:g}).",
+            f"Demo corpus, {d['queries']} held-out synthetic queries ({', '.join(d['methods'])}), MRR@10 of the "
+            f"source chunk: {runs}.",
             "",
         ]
+    if result.get("twin_dev"):
+        t = result["twin_dev"]
+        lines += [
+            f"Twin dev set ({t['questions']} questions written for the twin, k={t['k']}, no helper LLM):",
+            "",
+            "| reranker | hit@k | MRR | context precision |",
+            "|---|---|---|---|",
+        ]
+        for name, row in t["runs"].items():
+            lines.append(f"| {name} | {row['hit@k']} | {row['mrr']} | {row['context_precision']} |")
+        lines.append("")
     lines.append(f"Host: {result['host']}")
     return "\n".join(lines) + "\n"
 
@@ -277,7 +357,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="First N test queries (default: all 300).")
     parser.add_argument("--top-n", type=int, default=20)
     parser.add_argument(
-        "--search-weight", type=float, default=None, help="Fused rows' search-rank weight (default: the setting)."
+        "--search-weight", type=float, default=None, help="Fused rows' search weight (default: the setting)."
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--latency-queries", type=int, default=30, help="0 skips the latency part.")
@@ -287,6 +367,9 @@ def main() -> None:
     parser.add_argument("--demo-model", type=Path)
     parser.add_argument("--demo-dev", type=Path, help="dev.jsonl written by `llm-twin train reranker --corpus`.")
     parser.add_argument("--demo-data-dir", type=Path, help="Data dir holding the ingested demo corpus.")
+    parser.add_argument(
+        "--demo-twin", action="store_true", help="Also run the twin dev set with the demo model (needs --demo-model)."
+    )
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--note", default="", help="A line for the results (e.g. how the models were trained).")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -307,16 +390,19 @@ def main() -> None:
     }
     if args.note:
         result["note"] = args.note
-    weight = args.search_weight if args.search_weight is not None else load_settings().rerank_search_weight
+    configured = load_settings()
+    weight = args.search_weight if args.search_weight is not None else configured.rerank_search_weight
+    default: Fusion = (configured.rerank_fusion, weight)
     if not args.skip_scifact:
-        result["scifact"] = scifact(args.dataset, models, args.limit, args.top_n, args.threads, weight)
+        result["scifact"] = scifact(args.dataset, models, args.limit, args.top_n, args.threads, default)
     if args.latency_queries and (models or cost_only):
         timed = {**models, **cost_only}
-        result["latency"] = latency(timed, args.dataset, args.latency_queries, args.top_n, args.threads, weight)
+        result["latency"] = latency(timed, args.dataset, args.latency_queries, args.top_n, args.threads, default)
+    demo_data_dir = args.demo_data_dir or configured.data_dir
     if args.demo_model and args.demo_dev:
-        result["demo"] = demo(
-            args.demo_model, args.demo_dev, args.demo_data_dir or load_settings().data_dir, args.top_n, weight
-        )
+        result["demo"] = demo(args.demo_model, args.demo_dev, demo_data_dir, args.top_n, weight)
+    if args.demo_model and args.demo_twin:
+        result["twin_dev"] = twin_dev(args.demo_model, demo_data_dir, weight)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reranker.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "reranker.md").write_text(markdown(result))

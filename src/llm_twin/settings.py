@@ -123,9 +123,15 @@ class Settings(BaseSettings):
     rerank_search_weight: float = Field(
         default=1.0,
         ge=0.0,
-        description="cross-encoder: weight of the search rank when the model's ranking is fused with it by RRF "
+        description="cross-encoder: weight of the search against the model when their scores are combined "
         "(1: equal; 0: the model's order alone, as the reference). A small model trained here is fused, so it "
         "cannot undo the search.",
+    )
+    rerank_fusion: Literal["score", "rank"] = Field(
+        default="score",
+        description="cross-encoder: score = min-max(model) + weight x min-max(search score) over the reranked "
+        "candidates; rank = RRF of the two rankings, the search rank weighted. score keeps how sure the model is "
+        "(benchmarks/results/reranker.md compares both).",
     )
     rerank_relative_floor: float = Field(
         default=0.8,

@@ -14,7 +14,13 @@ from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.llm.base import Completion, TokenScorer
 from llm_twin.llm.openai_compat import parse_openai_logprobs
 from llm_twin.models import ModelNotFoundError
-from llm_twin.retrieval.rerankers.base import RerankerConfigError, fuse_with_search_rank, logits_to_scores
+from llm_twin.retrieval.rerankers.base import (
+    RerankerConfigError,
+    SearchFusion,
+    fuse_with_search_rank,
+    fuse_with_search_score,
+    logits_to_scores,
+)
 from llm_twin.retrieval.rerankers.factory import build_reranker
 from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker, yes_no_score
 from llm_twin.retrieval.rerankers.none import NoopReranker
@@ -131,14 +137,30 @@ def test_fusion_with_the_search_rank() -> None:
     assert agree == sorted(agree, reverse=True)  # where they agree, the order stays
 
 
-def test_fused_reranker_keeps_the_search_top_against_a_reversed_model(model_dir: Path) -> None:
+def test_fusion_with_the_search_score_keeps_the_margins() -> None:
+    search = [1.0, 0.5, 0.0]  # in search order
+    model = [0.0, 0.9, 1.0]  # the model's first and second are close; its last is far behind
+    assert fuse_with_search_score(model, search, 0.0) == model  # 0: the model's own scores
+    # by score, the candidate both rate high wins; by rank, it is only one candidate among equals
+    assert np.argmax(fuse_with_search_score(model, search, 1.0)) == 1
+    assert np.argmax(fuse_with_search_rank(model, 1.0)) != 1
+    assert fuse_with_search_score([5.0, -3.0], [0.2, 0.1], 1.0) == pytest.approx([2.0, 0.0])  # min-max: scale-free
+    assert fuse_with_search_score([2.0, 2.0], [0.3, 0.1], 1.0) == pytest.approx([1.0, 0.0])  # a flat model: the search
+    assert fuse_with_search_score([], [], 1.0) == []
+    with pytest.raises(ValueError, match="2 reranker scores for 1 search scores"):
+        fuse_with_search_score([1.0, 0.0], [1.0], 1.0)
+
+
+@pytest.mark.parametrize("fusion", ["score", "rank"])
+def test_fused_reranker_keeps_the_search_top_against_a_reversed_model(model_dir: Path, fusion: SearchFusion) -> None:
     alone = OnnxCrossEncoderReranker(str(model_dir), top_n=20)
-    fused = OnnxCrossEncoderReranker(str(model_dir), top_n=20, search_weight=4.0)
-    assert "fused with the search rank at weight 4" in fused.description
+    fused = OnnxCrossEncoderReranker(str(model_dir), top_n=20, search_weight=4.0, fusion=fusion)
+    assert f"fused with the search {fusion} at weight 4" in fused.description
     chunks = _chunks()
     by_model = [c.id for c in alone.run(QUERY, chunks, top_k=len(chunks))]
     model_rank = {cid: i for i, cid in enumerate(by_model)}
-    search_first = sorted(chunks, key=lambda c: model_rank[c.id], reverse=True)  # the model's worst first
+    reversed_order = sorted(chunks, key=lambda c: model_rank[c.id], reverse=True)  # the model's worst first
+    search_first = [c.model_copy(update={"score": 1.0 - i / 10}) for i, c in enumerate(reversed_order)]
     ranked = fused.run(QUERY, search_first, top_k=len(chunks))
     assert ranked[0].id == search_first[0].id != by_model[0]  # a heavy search weight keeps the search's first
     assert ranked[0].metadata["search_score"] == search_first[0].score
@@ -198,6 +220,10 @@ def test_auto_finds_a_cross_encoder_under_models_dir(tmp_path: Path) -> None:
     assert isinstance(reranker, OnnxCrossEncoderReranker)
     assert reranker.name == "cross-encoder" and reranker.top_n == 7
     assert reranker.search_weight == settings.rerank_search_weight
+    assert reranker.fusion == settings.rerank_fusion == "score"  # the default: the model's margins count
+    assert "fused with the search score at weight 1" in reranker.description
+    by_rank = build_reranker(settings.model_copy(update={"rerank_fusion": "rank"}))
+    assert isinstance(by_rank, OnnxCrossEncoderReranker) and by_rank.fusion == "rank"
     alone = build_reranker(settings.model_copy(update={"rerank_search_weight": 0.0}))
     assert isinstance(alone, OnnxCrossEncoderReranker) and alone.search_weight == 0.0
     assert "fused" not in alone.description
@@ -235,9 +261,15 @@ def test_directory_without_onnx_needs_sentence_transformers(tmp_path: Path, monk
     assert isinstance(reranker, SentenceTransformersCrossEncoderReranker)
     ranked = reranker.run(QUERY, _chunks(), top_k=2)
     assert ranked[0].id == "c2"  # the long passage
-    fused = build_reranker(_settings(tmp_path, rerank_model=str(plain), rerank_search_weight=1.0))
-    # c0 is the search's first and the model's second: fused, it beats c2 (the model's first, search's third)
-    assert fused.run(QUERY, _chunks(), top_k=2)[0].id == "c0"
+    by_rank = build_reranker(
+        _settings(tmp_path, rerank_model=str(plain), rerank_search_weight=1.0, rerank_fusion="rank")
+    )
+    # c0 is the search's first and the model's second: by rank, it beats c2 (the model's first, search's third)
+    assert by_rank.run(QUERY, _chunks(), top_k=2)[0].id == "c0"
+    by_score = build_reranker(_settings(tmp_path, rerank_model=str(plain), rerank_search_weight=1.0))
+    # by score, the model's margin counts: c2 is ten times longer than the rest, so it stays first
+    assert isinstance(by_score, SentenceTransformersCrossEncoderReranker) and by_score.fusion == "score"
+    assert by_score.run(QUERY, _chunks(), top_k=2)[0].id == "c2"
 
 
 def test_a_hub_id_goes_to_sentence_transformers_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -16,6 +17,10 @@ MAX_PAIR_TOKENS = 512
 #: RRF constant when a reranker's ranking is fused with the search's (the search's own constant, so
 #: one rank step weighs the same in both).
 RRF_K = 60
+
+#: How a cross-encoder's scores are combined with the search's: ``score`` (a convex combination of
+#: both min-max normalised over the reranked head) or ``rank`` (RRF of the two rankings).
+SearchFusion = Literal["score", "rank"]
 
 
 class RerankerConfigError(ModelNotFoundError):
@@ -58,6 +63,47 @@ def fuse_with_search_rank(scores: Sequence[float], search_weight: float, k: int 
     by_score = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     rank = {index: position for position, index in enumerate(by_score)}
     return [1.0 / (k + rank[i]) + search_weight / (k + i) for i in range(len(scores))]
+
+
+def _min_max(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    spread = float(array.max() - array.min()) if array.size else 0.0
+    return (array - array.min()) / spread if spread > 0 else np.zeros_like(array)
+
+
+def fuse_with_search_score(
+    scores: Sequence[float], search_scores: Sequence[float], search_weight: float
+) -> list[float]:
+    """``minmax(model) + search_weight * minmax(search)`` over the reranked head (same order).
+
+    Unlike RRF this keeps how far apart the candidates are: a passage the model scores far above the
+    rest moves up even against the search, and near-ties in the model are settled by the search.
+    Min-max per query makes the model's logit scale and the search's fused score comparable (the
+    convex combination of Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval").
+    A weight of 0 returns the reranker's scores unchanged.
+    """
+    if search_weight <= 0:
+        return [float(s) for s in scores]
+    if len(scores) != len(search_scores):
+        raise ValueError(f"{len(scores)} reranker scores for {len(search_scores)} search scores")
+    fused = _min_max(scores) + search_weight * _min_max(search_scores)
+    return [float(f) for f in fused]
+
+
+def fuse_with_search(
+    scores: Sequence[float], chunks: Sequence[EmbeddedChunk], search_weight: float, fusion: SearchFusion
+) -> list[float]:
+    """The reranker's scores for ``chunks`` (the head, in search order) combined with the search's."""
+    if fusion == "rank":
+        return fuse_with_search_rank(scores, search_weight)
+    return fuse_with_search_score(scores, [c.score for c in chunks], search_weight)
+
+
+def fusion_description(search_weight: float, fusion: SearchFusion) -> str:
+    """The suffix the backends put in their description (empty for the model alone)."""
+    if search_weight <= 0:
+        return ""
+    return f", fused with the search {fusion} at weight {search_weight:g}"
 
 
 def logits_to_scores(logits: np.ndarray) -> np.ndarray:

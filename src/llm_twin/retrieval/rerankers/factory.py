@@ -54,7 +54,10 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
         if not _sentence_transformers_installed():
             raise missing from None
         return SentenceTransformersCrossEncoderReranker(
-            model, top_n=settings.rerank_top_n, search_weight=settings.rerank_search_weight
+            model,
+            top_n=settings.rerank_top_n,
+            search_weight=settings.rerank_search_weight,
+            fusion=settings.rerank_fusion,
         )
     try:
         find_onnx_files(directory, model_id=model)
@@ -65,13 +68,17 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
                 f"or install sentence-transformers ({RERANK_MODEL_ENV}={model})"
             ) from onnx_error
         return SentenceTransformersCrossEncoderReranker(
-            directory, top_n=settings.rerank_top_n, search_weight=settings.rerank_search_weight
+            directory,
+            top_n=settings.rerank_top_n,
+            search_weight=settings.rerank_search_weight,
+            fusion=settings.rerank_fusion,
         )
     return OnnxCrossEncoderReranker(
         model,
         models_dir=settings.models_dir,
         top_n=settings.rerank_top_n,
         search_weight=settings.rerank_search_weight,
+        fusion=settings.rerank_fusion,
     )
 
 

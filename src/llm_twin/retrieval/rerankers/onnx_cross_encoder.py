@@ -14,8 +14,10 @@ from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.models import find_onnx_files
 from llm_twin.retrieval.rerankers.base import (
     MAX_PAIR_TOKENS,
+    SearchFusion,
     apply_scores,
-    fuse_with_search_rank,
+    fuse_with_search,
+    fusion_description,
     logits_to_scores,
     passage_text,
     resolve_cross_encoder,
@@ -118,6 +120,7 @@ class OnnxCrossEncoderReranker:
         max_length: int | None = None,
         threads: int | None = None,
         search_weight: float = 0.0,
+        fusion: SearchFusion = "score",
     ) -> None:
         self.model = str(model)
         self.models_dir = Path(models_dir) if models_dir else Path(".")
@@ -125,10 +128,10 @@ class OnnxCrossEncoderReranker:
         self.batch_size = batch_size
         self.max_length = max_length
         self.threads = threads
-        #: > 0: the model's ranking is fused with the search ranking (``fuse_with_search_rank``).
+        #: > 0: the model's scores are combined with the search's (``fuse_with_search``, by ``fusion``).
         self.search_weight = search_weight
-        fused = f", fused with the search rank at weight {search_weight:g}" if search_weight > 0 else ""
-        self.description = f"cross-encoder ({self.model}{fused})"
+        self.fusion: SearchFusion = fusion
+        self.description = f"cross-encoder ({self.model}{fusion_description(search_weight, fusion)})"
         self._loaded: _OnnxCrossEncoder | None = None
 
     def warm_up(self) -> None:
@@ -147,4 +150,5 @@ class OnnxCrossEncoderReranker:
     def run(self, query: str, chunks: list[EmbeddedChunk], top_k: int) -> list[EmbeddedChunk]:
         head = chunks[: self.top_n]
         scores = self.score(query, [passage_text(c) for c in head])
-        return apply_scores(chunks, fuse_with_search_rank(scores.tolist(), self.search_weight), self.top_n, top_k)
+        fused = fuse_with_search(scores.tolist(), head, self.search_weight, self.fusion)
+        return apply_scores(chunks, fused, self.top_n, top_k)

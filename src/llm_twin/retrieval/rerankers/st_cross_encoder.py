@@ -11,8 +11,10 @@ import numpy as np
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.retrieval.rerankers.base import (
     MAX_PAIR_TOKENS,
+    SearchFusion,
     apply_scores,
-    fuse_with_search_rank,
+    fuse_with_search,
+    fusion_description,
     logits_to_scores,
     passage_text,
 )
@@ -36,14 +38,16 @@ class SentenceTransformersCrossEncoderReranker:
         batch_size: int = 16,
         max_length: int = MAX_PAIR_TOKENS,
         search_weight: float = 0.0,
+        fusion: SearchFusion = "score",
     ) -> None:
         # A local directory, or a hub id such as cross-encoder/ms-marco-MiniLM-L-4-v2 (kept as typed).
         self.directory = directory if isinstance(directory, Path) else str(directory)
         self.top_n = top_n
         self.batch_size = batch_size
         self.max_length = max_length
-        self.search_weight = search_weight  # > 0: fused with the search rank (``fuse_with_search_rank``)
-        fused = f", fused with the search rank at weight {search_weight:g}" if search_weight > 0 else ""
+        self.search_weight = search_weight  # > 0: combined with the search's scores (``fuse_with_search``)
+        self.fusion: SearchFusion = fusion
+        fused = fusion_description(search_weight, fusion)
         self.description = f"cross-encoder ({self.directory}, sentence-transformers{fused})"
         self._model: Any = None
         self._lock = threading.Lock()
@@ -62,4 +66,5 @@ class SentenceTransformersCrossEncoderReranker:
             return list(chunks[:top_k])
         raw = self._model.predict([(query, passage_text(c)) for c in head], batch_size=self.batch_size)
         scores = logits_to_scores(np.asarray(raw, dtype=np.float32))
-        return apply_scores(chunks, fuse_with_search_rank(scores.tolist(), self.search_weight), self.top_n, top_k)
+        fused = fuse_with_search(scores.tolist(), head, self.search_weight, self.fusion)
+        return apply_scores(chunks, fused, self.top_n, top_k)
