@@ -71,7 +71,7 @@ def test_generation_is_cached_and_resumes(tmp_path):
     cache = tmp_path / "queries.jsonl"
     llm = FakeLLM(answer="Claim: Vitamin D supplements prevent hip fractures in older adults.")
     rows = generate_queries(sources[:2], cache, LlmQueryWriter(llm, style="claim"))
-    assert len(llm.calls) == 2 and {r.method for r in rows} == {"llm:fake", ICT_METHOD}
+    assert len(llm.calls) == 2 and {r.method for r in rows} == {"llm:fake/claim-2", ICT_METHOD}
     assert "claim" in llm.calls[0][0][0]["content"]
     # A rerun over more passages asks only for the new one and keeps the cached rows as they were.
     rows = generate_queries(sources, cache, LlmQueryWriter(llm, style="claim"))
@@ -83,6 +83,20 @@ def test_generation_is_cached_and_resumes(tmp_path):
     with cache.open("a") as handle:
         handle.write('{"query": "cut')
     assert len(read_cache(cache)) == 6
+
+
+def test_rows_of_an_older_prompt_revision_are_redone_not_reused(tmp_path):
+    sources = [Source("d0", "d0", "document", ABSTRACT)]
+    cache = tmp_path / "queries.jsonl"
+    cache.write_text(
+        json.dumps(SyntheticQuery("Old copied title.", "d0", "d0", "document", "llm:fake").as_dict()) + "\n"
+    )
+    llm = FakeLLM(answer="Vitamin D supplements prevent hip fractures in older adults.")
+    rows = generate_queries(sources, cache, LlmQueryWriter(llm, style="claim"), ict=False)
+    assert len(llm.calls) == 1
+    assert [r.method for r in rows] == ["llm:fake", "llm:fake/claim-2"]
+    # The question prompt has had one wording: its rows keep the plain model name.
+    assert LlmQueryWriter(llm, style="question").method == "llm:fake"
 
 
 def test_round_trip_filter_and_negatives_below_the_source():

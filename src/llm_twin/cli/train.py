@@ -116,7 +116,13 @@ def train_reranker(
         str, typer.Option("--style", help="What the LLM writes: question | claim (auto: claim for a dataset).")
     ] = "auto",
     helper_model: Annotated[
-        Optional[str], typer.Option("--helper-model", help="GGUF id or path (default: the helper LLM setting).")
+        Optional[str],
+        typer.Option(
+            "--helper-model",
+            help="GGUF id or path (default: the helper LLM setting). SciFact claims by "
+            "qwen2.5-coder-1.5b-instruct trained a better reranker than the 0.5B helper's "
+            "(benchmarks/results/reranker.md).",
+        ),
     ] = None,
     cache: Annotated[
         Optional[Path],

@@ -30,7 +30,7 @@ from llm_twin.training.reranker_data import (
     synthetic_groups,
     write_groups,
 )
-from llm_twin.training.synthetic import LlmQueryWriter, Source, generate_queries, sample_sources
+from llm_twin.training.synthetic import ICT_METHOD, LlmQueryWriter, Source, generate_queries, sample_sources
 
 Say = Callable[[str], None]
 
@@ -156,8 +156,11 @@ def build_data(
     rows = generate_queries(pool[: plan.ict], queries_cache, None, ict=plan.ict > 0, seed=plan.seed, progress=say)
     if writer is not None:
         rows = generate_queries(pool[: plan.synthetic], queries_cache, writer, ict=False, seed=plan.seed, progress=say)
-    wanted = {s.id for s in pool[: plan.synthetic]} | {s.id for s in pool[: plan.ict]}
-    rows = [r for r in rows if r.source_id in wanted]
+    # Only this run's passages and this writer's rows: a cache may also hold rows of an older prompt.
+    wanted = {(s.id, ICT_METHOD) for s in pool[: plan.ict]}
+    if writer is not None:
+        wanted |= {(s.id, writer.method) for s in pool[: plan.synthetic]}
+    rows = [r for r in rows if (r.source_id, r.method) in wanted]
 
     def held_out(key: str) -> bool:
         return is_dev(key, plan.dev_fraction)

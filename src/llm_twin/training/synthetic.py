@@ -36,11 +36,23 @@ _INSTRUCTIONS: dict[str, str] = {
         "Write one question that a reader could ask and that the passage below answers. Use your own words, "
         "not a sentence copied from the passage. Reply with the question only."
     ),
+    # Revision 2: with the first wording the 0.5B helper copied (107 of 300 SciFact claims were the title,
+    # 196 used no word outside the passage). Asking for one short finding, with examples of the form written
+    # here (not taken from any dataset), the 1.5B model: 18 of 360 titles, 163 without a new word.
     "claim": (
-        "Write one short scientific claim (a single declarative sentence) that the passage below supports, "
-        "in your own words, as it might appear in another paper citing it. Reply with the claim only."
+        "You write claims for a fact-checking dataset. Read the passage (a scientific abstract) and write ONE "
+        "short claim (8 to 16 words) that it supports: a single finding stated plainly, as a reader would "
+        "summarise it from memory. Do not copy a sentence: use different words and leave out methods, numbers "
+        "in parentheses, and background. Examples of the form:\n"
+        "Vitamin D supplements reduce the number of falls in elderly people.\n"
+        "Loss of the FOXP2 gene impairs vocal learning in songbirds.\n"
+        "Statin therapy lowers mortality after a first heart attack.\n"
+        "Reply with the claim only."
     ),
 }
+#: Bumped when an instruction changes, and part of each row's ``method``: cached rows written with an
+#: older wording are then redone, not mixed in as if they were new.
+_REVISIONS: dict[str, str] = {"question": "", "claim": "claim-2"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,8 @@ class LlmQueryWriter:
         self.llm = llm
         self.style = style
         self.params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, stop=("\n",))
-        self.method = f"llm:{llm.model_name}"
+        revision = _REVISIONS[style]
+        self.method = f"llm:{llm.model_name}" + (f"/{revision}" if revision else "")
 
     def warm_up(self) -> None:
         self.llm.warm_up()
