@@ -76,8 +76,8 @@ def test_train_export_and_load_as_cross_encoder(tmp_path):
 
 
 def test_cli_trains_on_a_corpus_and_auto_picks_the_model(tmp_path, monkeypatch, small_corpus):
-    """`llm-twin train reranker --corpus`: chunks as passages (ICT queries only: no LLM here), the
-    round-trip filter over the real store, training, export; `auto` then uses the model."""
+    """`llm-twin train reranker --corpus`: chunks as passages (ICT and title queries: no LLM here),
+    the round-trip filter over the real store, training, export; `auto` then uses the model."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from typer.testing import CliRunner
@@ -89,16 +89,19 @@ def test_cli_trains_on_a_corpus_and_auto_picks_the_model(tmp_path, monkeypatch, 
     data_dir = tmp_path / "data"
     monkeypatch.setenv("LLM_TWIN_DATA_DIR", str(data_dir))
     out = data_dir / "models" / "cross-encoder" / "ours"
-    args = ["train", "reranker", "--out", str(out), "--synthetic", "0", "--ict", "12", "--layers", "1"]
+    args = ["train", "reranker", "--out", str(out), "--synthetic", "0", "--ict", "12", "--titles", "12"]
+    args += ["--layers", "1"]
     args += ["--max-length", "64", "--negatives", "2", "--dev-fraction", "0.3"]
     for path in small_corpus:
         args += ["--corpus", str(path)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     sizes = json.loads((data_dir / "rerank-cache" / "corpus" / "data.json").read_text())
-    assert sizes["groups_by_method"] == {"ict-sentence": sizes["train_groups"] + sizes["dev_groups"]}
+    by_method = sizes["groups_by_method"]
+    assert set(by_method) == {"ict-sentence", "title"}
+    assert sum(by_method.values()) == sizes["train_groups"] + sizes["dev_groups"]
     assert sizes["round_trip"]["kept"] > 0
     card = (out / "README.md").read_text()
-    assert "--ict 12" in card and "ict-sentence" in card
+    assert "--ict 12 --titles 12" in card and "ict-sentence" in card
     reranker = build_reranker(load_settings(data_dir=data_dir))
     assert isinstance(reranker, OnnxCrossEncoderReranker) and str(out) in reranker.description

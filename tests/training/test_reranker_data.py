@@ -10,6 +10,7 @@ from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.training.reranker_data import labelled_groups, read_groups, synthetic_groups, write_groups
 from llm_twin.training.synthetic import (
     ICT_METHOD,
+    TITLE_METHOD,
     LlmQueryWriter,
     Source,
     SyntheticQuery,
@@ -17,6 +18,7 @@ from llm_twin.training.synthetic import (
     generate_queries,
     ict_query,
     read_cache,
+    title_queries,
 )
 
 ABSTRACT = (
@@ -97,6 +99,34 @@ def test_rows_of_an_older_prompt_revision_are_redone_not_reused(tmp_path):
     assert [r.method for r in rows] == ["llm:fake", "llm:fake/claim-2"]
     # The question prompt has had one wording: its rows keep the plain model name.
     assert LlmQueryWriter(llm, style="question").method == "llm:fake"
+
+
+def test_title_queries_one_per_document_of_a_usable_length(tmp_path):
+    sources = [
+        Source("d0-0", "d0", "chunk", ABSTRACT, "Vitamin D  supplements and\nhip fractures"),
+        Source("d0-1", "d0", "chunk", ABSTRACT, "Vitamin D supplements and hip fractures"),
+        Source("d1", "d1", "document", ABSTRACT, "Contents"),
+        Source("d2", "d2", "document", ABSTRACT),
+    ]
+    rows = title_queries(sources)
+    # The document, not the chunk, is the source: any of its chunks is a positive.
+    assert [(r.query, r.source_id, r.source_kind, r.method) for r in rows] == [
+        ("Vitamin D supplements and hip fractures", "d0", "document", TITLE_METHOD)
+    ]
+    cache = tmp_path / "queries.jsonl"
+    assert len(generate_queries(sources, cache, None, ict=False, titles=True)) == 1
+    assert len(generate_queries(sources, cache, None, ict=False, titles=True)) == 1  # cached, not appended again
+    assert len(read_cache(cache)) == 1
+
+
+def test_title_groups_match_the_title_against_bodies_only():
+    rows = [SyntheticQuery("Vitamin D and fractures", "d1", "d1", "document", TITLE_METHOD)]
+    ranked = [chunk("d5", 0, "other body"), chunk("d1", 1, "the source body"), chunk("d6", 0, "third body")]
+    groups, _ = synthetic_groups(rows, FakeSearcher({"Vitamin D and fractures": ranked}), negatives=2)
+    (group,) = groups
+    # No passage keeps its title line: the positive is not the one passage shown without it.
+    assert group.positive == "the source body"
+    assert group.negatives == ["other body", "third body"]
 
 
 def test_round_trip_filter_and_negatives_below_the_source():

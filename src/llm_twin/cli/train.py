@@ -112,6 +112,15 @@ def train_reranker(
     ict: Annotated[
         int, typer.Option("--ict", help="Passages that get a sentence-as-query (weak supervision, no LLM).")
     ] = 1000,
+    titles: Annotated[
+        int,
+        typer.Option(
+            "--titles",
+            help="Passages whose document's title is a query (once per document), matched against the "
+            "bodies: weak supervision, no LLM. Measured both ways: better on the demo corpus's twin "
+            "questions, not on SciFact test (benchmarks/results/reranker.md).",
+        ),
+    ] = 0,
     style: Annotated[
         str, typer.Option("--style", help="What the LLM writes: question | claim (auto: claim for a dataset).")
     ] = "auto",
@@ -177,8 +186,8 @@ def train_reranker(
         raise fail("--split: test is for evaluation only; train on train (or dev) pairs")
     if split is not None and dataset is None:
         raise fail("--split: labelled pairs need --dataset")
-    if min(synthetic, ict) < 0 or (synthetic == 0 and ict == 0 and split is None):
-        raise fail("--synthetic/--ict: need some queries (or --split)")
+    if min(synthetic, ict, titles) < 0 or (synthetic == 0 and ict == 0 and titles == 0 and split is None):
+        raise fail("--synthetic/--ict/--titles: need some queries (or --split)")
     if style not in ("auto", "question", "claim"):
         raise fail("--style: must be auto, question or claim")
     if layers is not None and not 1 <= layers <= 12:
@@ -232,6 +241,7 @@ def train_reranker(
         plan = DataPlan(
             synthetic=synthetic,
             ict=ict,
+            titles=titles,
             style=("claim" if dataset is not None else "question") if style == "auto" else style,  # type: ignore[arg-type]
             helper_model=helper_model,
             negatives=negatives,
@@ -250,7 +260,7 @@ def train_reranker(
                 "llm-twin train reranker",
                 *sources,
                 *([f"--split {split}"] if split else []),
-                f"--synthetic {synthetic} --ict {ict} --style {plan.style}",
+                f"--synthetic {synthetic} --ict {ict} --titles {titles} --style {plan.style}",
                 *([f"--helper-model {helper_model}"] if helper_model else []),
                 f"--base {base}" if base != default_base_model() else "",
                 f"--layers {trainer.layers} --epochs {epochs} --lr {learning_rate} --eval-every {eval_every} --patience {patience}",

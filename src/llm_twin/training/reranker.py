@@ -317,8 +317,9 @@ pair, seed {report.seed}. `model.onnx` is the dynamic-int8 export our `cross-enc
   search's top 20 for its query, before training and at each check: {curve}.
 
 Data (sizes and provenance; `ict-sentence` is weak supervision, a sentence of the passage as the
-query and the passage shown without it; `llm:<model>` queries were written by the local LLM; both
-kept only when our hybrid search finds their source in its top results):
+query and the passage shown without it; `title`, a document's title as the query and every passage
+shown without its title line; `llm:<model>` queries were written by the local LLM; all kept only
+when our hybrid search finds their source in its top results):
 
 ```json
 {data}

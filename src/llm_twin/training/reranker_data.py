@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 
 from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.retrieval.rerankers.base import passage_text
-from llm_twin.training.synthetic import SyntheticQuery
+from llm_twin.training.synthetic import TITLE_METHOD, SyntheticQuery
 
 
 class HybridSearcher(Protocol):
@@ -92,7 +92,10 @@ def synthetic_groups(
         if not below:
             counts["no_negatives"] += 1
             continue
-        positive = passage_text(chunks[rank])
+        # A title query is matched against bodies, every title line left out: a positive shown
+        # without its title next to negatives with theirs would teach that shape, not relevance.
+        text = _body if row.method == TITLE_METHOD else passage_text
+        positive = text(chunks[rank])
         if row.removed:
             positive = " ".join(positive.replace(row.removed, " ").split())
         groups.append(
@@ -100,7 +103,7 @@ def synthetic_groups(
                 f"{row.method}:{row.source_id}",
                 row.query,
                 positive,
-                [passage_text(c) for c in below],
+                [text(c) for c in below],
                 row.method,
                 row.document_id,
                 rank,
@@ -110,6 +113,10 @@ def synthetic_groups(
     counts["kept"] = len(groups)
     say(f"round-trip filter: {counts}")
     return groups, counts
+
+
+def _body(chunk: EmbeddedChunk) -> str:
+    return chunk.content
 
 
 def _others(chunks: Sequence[EmbeddedChunk], exclude: set[str], limit: int) -> list[EmbeddedChunk]:

@@ -30,7 +30,14 @@ from llm_twin.training.reranker_data import (
     synthetic_groups,
     write_groups,
 )
-from llm_twin.training.synthetic import ICT_METHOD, LlmQueryWriter, Source, generate_queries, sample_sources
+from llm_twin.training.synthetic import (
+    ICT_METHOD,
+    TITLE_METHOD,
+    LlmQueryWriter,
+    Source,
+    generate_queries,
+    sample_sources,
+)
 
 Say = Callable[[str], None]
 
@@ -48,6 +55,7 @@ class DataPlan:
 
     synthetic: int = 200
     ict: int = 1000
+    titles: int = 0  # passages whose document's title is a query (once per document; no LLM)
     style: Literal["question", "claim"] = "question"
     helper_model: str | None = None
     keep_top: int = 10
@@ -92,7 +100,7 @@ def dataset_sources(settings: Settings, dataset_dir: Path, split: str | None) ->
     data = load_beir(dataset_dir, split or _any_split(dataset_dir))
     local = eval_settings(settings, data.name)
     ensure_ingested(local, data)
-    sources = [Source(d.id, d.id, "document", document_text(d)) for d in data.corpus]
+    sources = [Source(d.id, d.id, "document", document_text(d), d.title or "") for d in data.corpus]
     return local, data, sources
 
 
@@ -117,7 +125,7 @@ def corpus_sources(settings: Settings, paths: list[Path], limit: int) -> list[So
         ):
             doc = next(d for d in documents if d.id == document.id)
             for chunk, text in pipeline.chunk(doc):
-                sources.append(Source(chunk.id, doc.id, "chunk", text))
+                sources.append(Source(chunk.id, doc.id, "chunk", text, doc.title or ""))
         return sources
     finally:
         pipeline.close()
@@ -140,9 +148,9 @@ def build_data(
         collections = [local.collection_articles]
     else:
         local = settings
-        sources = corpus_sources(settings, corpus or [], max(plan.synthetic, plan.ict))
+        sources = corpus_sources(settings, corpus or [], max(plan.synthetic, plan.ict, plan.titles))
         collections = list(settings.collections.values())
-    wanted_n = max(plan.synthetic, plan.ict)
+    wanted_n = max(plan.synthetic, plan.ict, plan.titles)
     pool = sample_sources(sources, wanted_n, seed=plan.seed) if wanted_n else []
     writer = None
     if plan.synthetic > 0:
@@ -154,10 +162,14 @@ def build_data(
             writer = LlmQueryWriter(llm, style=plan.style)
     queries_cache = cache / "queries.jsonl"
     rows = generate_queries(pool[: plan.ict], queries_cache, None, ict=plan.ict > 0, seed=plan.seed, progress=say)
+    if plan.titles:
+        rows = generate_queries(pool[: plan.titles], queries_cache, None, ict=False, titles=True, progress=say)
     if writer is not None:
         rows = generate_queries(pool[: plan.synthetic], queries_cache, writer, ict=False, seed=plan.seed, progress=say)
     # Only this run's passages and this writer's rows: a cache may also hold rows of an older prompt.
-    wanted = {(s.id, ICT_METHOD) for s in pool[: plan.ict]}
+    wanted = {(s.id, ICT_METHOD) for s in pool[: plan.ict]} | {
+        (s.document_id, TITLE_METHOD) for s in pool[: plan.titles]
+    }
     if writer is not None:
         wanted |= {(s.id, writer.method) for s in pool[: plan.synthetic]}
     rows = [r for r in rows if (r.source_id, r.method) in wanted]

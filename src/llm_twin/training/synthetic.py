@@ -1,6 +1,6 @@
 """Synthetic queries for passages of the user's corpus (InPars / Promptagator style), cached as JSONL.
 
-Two sources, each row labelled with how it was made (``method``):
+Three sources, each row labelled with how it was made (``method``):
 
 - ``llm:<model>``: the local LLM writes one question (or, for a claim-verification corpus such as
   SciFact, one claim) that the passage answers. About 2-5 s a passage on 2 cores, so the rows are
@@ -8,6 +8,9 @@ Two sources, each row labelled with how it was made (``method``):
 - ``ict-sentence``: weak supervision at no cost (Inverse Cloze Task): one sentence of the passage
   stands in for the query, and the positive passage is shown without that sentence, so the model
   cannot learn plain string matching from it.
+- ``title``: weak supervision at no cost: a document's title stands in for the query (a paper's title
+  often states its finding, as a claim does; a PEP's names its topic, as a twin question does). It is
+  matched against the bodies of the passages, every title line left out (``reranker_data``).
 
 Whether a query is kept is decided later, by the round-trip filter (``reranker_data``).
 """
@@ -28,6 +31,9 @@ from llm_twin.llm.base import ChatMessage, GenerationParams, LLMClient
 
 QueryStyle = Literal["question", "claim"]
 ICT_METHOD = "ict-sentence"
+TITLE_METHOD = "title"
+#: Titles shorter than this say too little to stand for a query; longer ones are rare and odd.
+TITLE_WORDS = (3, 40)
 #: Characters of a passage shown to the LLM: enough for a SciFact abstract or one chunk.
 PROMPT_CHARS = 1800
 
@@ -63,6 +69,7 @@ class Source:
     document_id: str
     kind: Literal["document", "chunk"]
     text: str
+    title: str = ""  # the document's title (a chunk's: its document's)
 
 
 @dataclass
@@ -118,6 +125,20 @@ def ict_query(text: str, rng: random.Random) -> tuple[str, str] | None:
     return sentence, sentence
 
 
+def title_queries(sources: Iterable[Source]) -> list[SyntheticQuery]:
+    """One row per document of ``sources`` whose title has a usable length; any chunk of the document
+    is its positive (``source_kind="document"``)."""
+    rows: list[SyntheticQuery] = []
+    seen: set[str] = set()
+    for source in sources:
+        title = " ".join(source.title.split())
+        if source.document_id in seen or not TITLE_WORDS[0] <= len(title.split()) <= TITLE_WORDS[1]:
+            continue
+        seen.add(source.document_id)
+        rows.append(SyntheticQuery(title, source.document_id, source.document_id, "document", TITLE_METHOD))
+    return rows
+
+
 def read_cache(path: Path) -> list[SyntheticQuery]:
     if not path.is_file():
         return []
@@ -138,8 +159,10 @@ def generate_queries(
     ict: bool = True,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    titles: bool = False,
 ) -> list[SyntheticQuery]:
-    """One LLM query (when ``writer``) and one ICT query (when ``ict``) per source, resumed from ``cache``.
+    """One LLM query (when ``writer``) and one ICT query (when ``ict``) per source, and one title query
+    per document of the sources (when ``titles``), resumed from ``cache``.
 
     Rows already in the cache are kept as they are; new ones are appended one by one, so an
     interrupted run loses at most the passage in progress."""
@@ -157,6 +180,10 @@ def generate_queries(
                     picked[0], source.id, source.document_id, source.kind, ICT_METHOD, removed=picked[1]
                 )
                 _append(out, rows, row)
+        if titles:
+            for row in title_queries(sources):
+                if (row.source_id, TITLE_METHOD) not in done:
+                    _append(out, rows, row)
         if writer is not None:
             todo = [s for s in sources if (s.id, writer.method) not in done]
             if todo:
