@@ -18,6 +18,7 @@ from llm_twin.training.synthetic import (
     generate_queries,
     ict_query,
     read_cache,
+    sample_sources,
     title_queries,
 )
 
@@ -117,6 +118,19 @@ def test_title_queries_one_per_document_of_a_usable_length(tmp_path):
     assert len(generate_queries(sources, cache, None, ict=False, titles=True)) == 1
     assert len(generate_queries(sources, cache, None, ict=False, titles=True)) == 1  # cached, not appended again
     assert len(read_cache(cache)) == 1
+
+
+def test_sample_takes_each_content_type_in_turn_and_is_fixed_by_the_seed():
+    many = [Source(f"a{i}", f"a{i}", "chunk", ABSTRACT, content_type="article") for i in range(40)]
+    few = [Source(f"p{i}", f"p{i}", "chunk", ABSTRACT, content_type="post") for i in range(3)]
+    sample = sample_sources(many + few, 8, seed=0)
+    # Every post is in the first six (one of each while they last), however outnumbered they are.
+    assert [s.content_type for s in sample[:6]] == ["article", "post"] * 3
+    assert [s.content_type for s in sample[6:]] == ["article", "article"]
+    assert sample == sample_sources(many + few, 8, seed=0)
+    assert sample != sample_sources(many + few, 8, seed=1)
+    assert [s.id for s in sample_sources(many, 5, seed=0)] == [s.id for s in sample_sources(many, 40, seed=0)[:5]]
+    assert len(sample_sources(many + few, 0)) == 43  # 0: all of them
 
 
 def test_title_groups_match_the_title_against_bodies_only():

@@ -120,12 +120,12 @@ def corpus_sources(settings: Settings, paths: list[Path], limit: int) -> list[So
         pipeline.ingest_documents(documents)
         sources = []
         # Sample documents first: chunking all of a large corpus only to keep a few hundred is waste.
-        for document in sample_sources(
-            [Source(d.id, d.id, "document", "") for d in documents], max(limit, 1) * 2, seed=0
-        ):
-            doc = next(d for d in documents if d.id == document.id)
+        by_id = {d.id: d for d in documents}
+        picked = [Source(d.id, d.id, "document", "", content_type=d.content_type) for d in documents]
+        for document in sample_sources(picked, max(limit, 1) * 2, seed=0):
+            doc = by_id[document.id]
             for chunk, text in pipeline.chunk(doc):
-                sources.append(Source(chunk.id, doc.id, "chunk", text, doc.title or ""))
+                sources.append(Source(chunk.id, doc.id, "chunk", text, doc.title or "", doc.content_type))
         return sources
     finally:
         pipeline.close()
