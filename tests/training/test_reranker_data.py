@@ -143,6 +143,26 @@ def test_title_groups_match_the_title_against_bodies_only():
     assert group.negatives == ["other body", "third body"]
 
 
+def test_title_groups_leave_out_a_subject_line_the_text_starts_with():
+    def commit(doc: str, text: str) -> EmbeddedChunk:
+        return chunk(doc, 0, text).model_copy(update={"title": text.split("\n")[0], "collection": "posts"})
+
+    subject = "Clarify the deprecation schedule"
+    rows = [
+        SyntheticQuery(subject, "c1", "c1", "document", TITLE_METHOD),
+        SyntheticQuery("Two very small fixes.", "c2", "c2", "document", TITLE_METHOD),
+    ]
+    ranked = {
+        subject: [commit("c1", f"{subject}\n\nThe warning now names the release."), commit("c3", "Other\nits body")],
+        "Two very small fixes.": [commit("c2", "Two very small fixes."), commit("c3", "Other\nits body")],
+    }
+    groups, counts = synthetic_groups(rows, FakeSearcher(ranked), negatives=1)
+    # A commit's title is its subject line: left out of every passage, as a title line is; a
+    # one-line commit has nothing left to match, so it teaches nothing (it would be the query verbatim).
+    assert [(g.positive, g.negatives) for g in groups] == [("The warning now names the release.", ["its body"])]
+    assert counts["no_body"] == 1
+
+
 def test_round_trip_filter_and_negatives_below_the_source():
     rows = [
         SyntheticQuery("found at rank 1", "d1", "d1", "document", "llm:fake"),
@@ -158,7 +178,7 @@ def test_round_trip_filter_and_negatives_below_the_source():
         }
     )
     groups, counts = synthetic_groups(rows, searcher, keep_top=3, depth=30, negatives=2, hard_negatives="below")
-    assert counts == {"queries": 4, "kept": 2, "source_not_in_top": 2, "no_negatives": 0}
+    assert counts == {"queries": 4, "kept": 2, "source_not_in_top": 2, "no_negatives": 0, "no_body": 0}
     first, ict = groups
     # Negatives come from other documents ranked below the source (d5 ranks above it: not used).
     assert first.positive_rank == 1 and first.negative_ids == ["d6-0", "d7-0"]

@@ -25,6 +25,10 @@ from llm_twin.domain.documents import EmbeddedChunk
 from llm_twin.retrieval.rerankers.base import passage_text
 from llm_twin.training.synthetic import TITLE_METHOD, SyntheticQuery
 
+#: A positive shorter than this (a one-line commit under its own subject as a title query) is no text
+#: to match the query against: the group is left out.
+MIN_BODY_WORDS = 3
+
 
 class HybridSearcher(Protocol):
     def search_each(
@@ -76,7 +80,7 @@ def synthetic_groups(
     0.21 with ``below``, 0.35 with ``top``; fused with the search rank 0.52 and 0.59 (search 0.58).
     ``is_dev(document_id)``: the groups held out, which keep the whole top ``dev_candidates``."""
     say = progress or (lambda _: None)
-    counts = {"queries": len(rows), "kept": 0, "source_not_in_top": 0, "no_negatives": 0}
+    counts = {"queries": len(rows), "kept": 0, "source_not_in_top": 0, "no_negatives": 0, "no_body": 0}
     groups: list[RerankGroup] = []
     results = _search(searcher, [r.query for r in rows], depth, batch_size)
     for row, chunks in zip(rows, results, strict=True):
@@ -96,6 +100,9 @@ def synthetic_groups(
         # without its title next to negatives with theirs would teach that shape, not relevance.
         text = _body if row.method == TITLE_METHOD else passage_text
         positive = text(chunks[rank])
+        if len(positive.split()) < MIN_BODY_WORDS:
+            counts["no_body"] += 1
+            continue
         if row.removed:
             positive = " ".join(positive.replace(row.removed, " ").split())
         groups.append(
@@ -116,6 +123,13 @@ def synthetic_groups(
 
 
 def _body(chunk: EmbeddedChunk) -> str:
+    """The chunk's text without its title line, also where the text itself starts with the title
+    (a commit message, whose title is its subject line): otherwise a one-line commit's positive
+    would be the query word for word."""
+    first, _, rest = chunk.content.partition("\n")
+    title = " ".join((chunk.title or "").split())
+    if title and " ".join(first.split()).startswith(title):
+        return rest.strip()
     return chunk.content
 
 
