@@ -192,15 +192,20 @@ def latency(
         reranker.warm_up()
         reranker.run(data.queries[qids[0]], per_query[0][:top_n], top_k=top_n)  # first call: allocations
         times = []
+        tokens = padding = 0
         for qid, chunks in zip(qids, per_query, strict=True):
             t0 = time.perf_counter()
             reranker.run(data.queries[qid], chunks[:top_n], top_k=top_n)
             times.append((time.perf_counter() - t0) * 1000)
+            run, padded = reranker.padding_share(data.queries[qid], [passage_text(c) for c in chunks[:top_n]])
+            tokens, padding = tokens + run, padding + padded
         p50 = statistics.median(times)
         out[name] = {
             "p50_ms": round(p50, 1),
             "p95_ms": round(percentile(times, 0.95), 1),
             "per_pair_ms": round(p50 / top_n, 2),
+            # Share of the tokens run that are padding: the most sequence packing could save.
+            "padding_share": round(padding / tokens, 3) if tokens else 0.0,
             "n": len(times),
             "layers": training_summary(model).get("layers"),
             "model_mb": round((model / "model.onnx").stat().st_size / 1e6, 1),
@@ -219,12 +224,15 @@ def demo(model: Path, dev_path: Path, data_dir: Path, top_n: int, weight: float)
     reranker.warm_up()
     fusions: list[Fusion] = [("score", 0.0)] + [(mode, weight) for mode in FUSIONS]
     reciprocal: dict[str, list[float]] = {"hybrid": [], **{fusion_label(f): [] for f in fusions}}
+    tokens = padding = 0
     with corpus_searcher(settings, list(settings.collections.values())) as searcher:
         per_query, _ = searcher.search_each([g.query for g in groups], limit=top_n, mode="hybrid")
     for group, chunks in zip(groups, per_query, strict=True):
         source = group.query_id.rsplit(":", 1)[1]
         by_document = source == group.document_id  # a document-level source (a BEIR dataset)
         raw = reranker.score(group.query, [passage_text(c) for c in chunks]).tolist()
+        run, padded = reranker.padding_share(group.query, [passage_text(c) for c in chunks])
+        tokens, padding = tokens + run, padding + padded
         rankings = [("hybrid", chunks)] + [(fusion_label(f), reranked(chunks, raw, f)) for f in fusions]
         for label, ranking in rankings:
             hits = [(c.document_id if by_document else c.id) == source for c in ranking[:10]]
@@ -234,6 +242,7 @@ def demo(model: Path, dev_path: Path, data_dir: Path, top_n: int, weight: float)
         "queries": len(groups),
         "methods": sorted({g.method for g in groups}),
         "mrr@10": {label: round(statistics.mean(v), 4) if v else None for label, v in reciprocal.items()},
+        "padding_share": round(padding / tokens, 3) if tokens else 0.0,
         "model": str(model),
         "training": training_summary(model),
     }
@@ -321,18 +330,27 @@ def markdown(result: dict) -> str:
                     lines.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
             lines += ["", "Bold: the fusion chosen on these queries (the test rows' *best on held-out train*).", ""]
     if result.get("latency"):
-        lines += ["| model | rerank p50 ms | p95 ms | per pair ms | layers | int8 MB |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| model | rerank p50 ms | p95 ms | per pair ms | padding | layers | int8 MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, row in result["latency"].items():
             lines.append(
-                f"| {name} | {row['p50_ms']} | {row['p95_ms']} | {row['per_pair_ms']} | {row['layers']} | {row['model_mb']} |"
+                f"| {name} | {row['p50_ms']} | {row['p95_ms']} | {row['per_pair_ms']} | {row['padding_share']:.1%} "
+                f"| {row['layers']} | {row['model_mb']} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "Padding: share of the tokens run that are padding (pairs batched by length, 16 a batch), the "
+            "most sequence packing could save.",
+            "",
+        ]
     if result.get("demo"):
         d = result["demo"]
         runs = "; ".join(f"{label} {value}" for label, value in d["mrr@10"].items())
         lines += [
             f"Demo corpus, {d['queries']} held-out synthetic queries ({', '.join(d['methods'])}), MRR@10 of the "
-            f"source chunk: {runs}.",
+            f"source chunk: {runs}. Padding: {d.get('padding_share', 0.0):.1%} of the tokens run (commits are short).",
             "",
         ]
     if result.get("twin_dev"):

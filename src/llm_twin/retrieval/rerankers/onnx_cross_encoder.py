@@ -51,16 +51,20 @@ class _OnnxCrossEncoder:
         self.max_length = max_length
 
     def score(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> np.ndarray:
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        # Batch pairs of similar length together so short ones are not padded to the longest passage.
-        lengths = [len(q) + len(p) for q, p in pairs]
-        order = sorted(range(len(pairs)), key=lengths.__getitem__)
         scores = np.empty(len(pairs), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in _batches(pairs, batch_size):
             scores[idx] = self._score_batch([pairs[i] for i in idx])
         return scores
+
+    def padding_share(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> tuple[int, int]:
+        """(tokens run, of which padding) when ``score`` runs ``pairs``: the most that sequence
+        packing (``embedding/packing.py``) could save here."""
+        run = padding = 0
+        for idx in _batches(pairs, batch_size):
+            lengths = [sum(e.attention_mask) for e in self.tokenizer.encode_batch([pairs[i] for i in idx])]
+            run += max(lengths) * len(lengths)
+            padding += max(lengths) * len(lengths) - sum(lengths)
+        return run, padding
 
     def _score_batch(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(pairs)
@@ -75,6 +79,14 @@ class _OnnxCrossEncoder:
                 feed[name] = np.asarray([get(e) for e in encodings], dtype=np.int64)
         logits = np.asarray(self.session.run([self.output_name], feed)[0], dtype=np.float32)
         return logits_to_scores(logits)
+
+
+def _batches(pairs: Sequence[tuple[str, str]], batch_size: int) -> list[list[int]]:
+    """Pair indices in batches of similar length, so short pairs are not padded to the longest
+    passage (what padding is left: ``padding_share``, reported by benchmarks/reranker.py)."""
+    lengths = [len(q) + len(p) for q, p in pairs]
+    order = sorted(range(len(pairs)), key=lengths.__getitem__)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 _ONNX_CACHE: dict[tuple[str, int, int | None], _OnnxCrossEncoder] = {}
@@ -146,6 +158,12 @@ class OnnxCrossEncoderReranker:
         self.warm_up()
         assert self._loaded is not None
         return self._loaded.score([(query, p) for p in passages], self.batch_size)
+
+    def padding_share(self, query: str, passages: Sequence[str]) -> tuple[int, int]:
+        """(tokens run, of which padding) for scoring ``passages`` against ``query``."""
+        self.warm_up()
+        assert self._loaded is not None
+        return self._loaded.padding_share([(query, p) for p in passages], self.batch_size)
 
     def run(self, query: str, chunks: list[EmbeddedChunk], top_k: int) -> list[EmbeddedChunk]:
         head = chunks[: self.top_n]
