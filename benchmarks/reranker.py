@@ -197,7 +197,7 @@ def latency(
             t0 = time.perf_counter()
             reranker.run(data.queries[qid], chunks[:top_n], top_k=top_n)
             times.append((time.perf_counter() - t0) * 1000)
-            run, padded = reranker.padding_share(data.queries[qid], [passage_text(c) for c in chunks[:top_n]])
+            run, padded = reranker.padded_tokens(data.queries[qid], [passage_text(c) for c in chunks[:top_n]])
             tokens, padding = tokens + run, padding + padded
         p50 = statistics.median(times)
         out[name] = {
@@ -230,8 +230,9 @@ def demo(model: Path, dev_path: Path, data_dir: Path, top_n: int, weight: float)
     for group, chunks in zip(groups, per_query, strict=True):
         source = group.query_id.rsplit(":", 1)[1]
         by_document = source == group.document_id  # a document-level source (a BEIR dataset)
-        raw = reranker.score(group.query, [passage_text(c) for c in chunks]).tolist()
-        run, padded = reranker.padding_share(group.query, [passage_text(c) for c in chunks])
+        passages = [passage_text(c) for c in chunks]
+        raw = reranker.score(group.query, passages).tolist()
+        run, padded = reranker.padded_tokens(group.query, passages)
         tokens, padding = tokens + run, padding + padded
         rankings = [("hybrid", chunks)] + [(fusion_label(f), reranked(chunks, raw, f)) for f in fusions]
         for label, ranking in rankings:

@@ -97,13 +97,13 @@ def test_batching_matches_one_by_one(model_dir: Path) -> None:
     assert len(set(np.round(single, 5))) > 1  # the head really depends on the input
 
 
-def test_padding_share_counts_what_batching_pads(model_dir: Path) -> None:
-    one_by_one = OnnxCrossEncoderReranker(str(model_dir), batch_size=1).padding_share(QUERY, PASSAGES)
-    run, padding = OnnxCrossEncoderReranker(str(model_dir), batch_size=16).padding_share(QUERY, PASSAGES)
+def test_padded_tokens_counts_what_batching_pads(model_dir: Path) -> None:
+    one_by_one = OnnxCrossEncoderReranker(str(model_dir), batch_size=1).padded_tokens(QUERY, PASSAGES)
+    run, padding = OnnxCrossEncoderReranker(str(model_dir), batch_size=16).padded_tokens(QUERY, PASSAGES)
     assert one_by_one[1] == 0 and one_by_one[0] > 0  # a pair alone is never padded
     assert run - padding == one_by_one[0]  # the real tokens are the same however they are batched
     assert padding > 0  # PASSAGES differ in length, so a batch of them pads
-    assert OnnxCrossEncoderReranker(str(model_dir)).padding_share(QUERY, []) == (0, 0)
+    assert OnnxCrossEncoderReranker(str(model_dir)).padded_tokens(QUERY, []) == (0, 0)
 
 
 def test_long_passages_are_truncated(model_dir: Path) -> None:

@@ -56,7 +56,7 @@ class _OnnxCrossEncoder:
             scores[idx] = self._score_batch([pairs[i] for i in idx])
         return scores
 
-    def padding_share(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> tuple[int, int]:
+    def padded_tokens(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> tuple[int, int]:
         """(tokens run, of which padding) when ``score`` runs ``pairs``: the most that sequence
         packing (``embedding/packing.py``) could save here."""
         run = padding = 0
@@ -83,7 +83,7 @@ class _OnnxCrossEncoder:
 
 def _batches(pairs: Sequence[tuple[str, str]], batch_size: int) -> list[list[int]]:
     """Pair indices in batches of similar length, so short pairs are not padded to the longest
-    passage (what padding is left: ``padding_share``, reported by benchmarks/reranker.py)."""
+    passage (what padding is left: ``padded_tokens``, reported by benchmarks/reranker.py)."""
     lengths = [len(q) + len(p) for q, p in pairs]
     order = sorted(range(len(pairs)), key=lengths.__getitem__)
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -159,11 +159,11 @@ class OnnxCrossEncoderReranker:
         assert self._loaded is not None
         return self._loaded.score([(query, p) for p in passages], self.batch_size)
 
-    def padding_share(self, query: str, passages: Sequence[str]) -> tuple[int, int]:
+    def padded_tokens(self, query: str, passages: Sequence[str]) -> tuple[int, int]:
         """(tokens run, of which padding) for scoring ``passages`` against ``query``."""
         self.warm_up()
         assert self._loaded is not None
-        return self._loaded.padding_share([(query, p) for p in passages], self.batch_size)
+        return self._loaded.padded_tokens([(query, p) for p in passages], self.batch_size)
 
     def run(self, query: str, chunks: list[EmbeddedChunk], top_k: int) -> list[EmbeddedChunk]:
         head = chunks[: self.top_n]
