@@ -230,7 +230,7 @@ def test_auto_finds_a_cross_encoder_under_models_dir(tmp_path: Path) -> None:
     assert reranker.name == "cross-encoder" and reranker.top_n == 7
     assert reranker.search_weight == settings.rerank_search_weight
     assert reranker.fusion == settings.rerank_fusion == "score"  # the default: the model's margins count
-    assert "fused with the search score at weight 1" in reranker.description
+    assert "fused with the search score at weight 2" in reranker.description
     by_rank = build_reranker(settings.model_copy(update={"rerank_fusion": "rank"}))
     assert isinstance(by_rank, OnnxCrossEncoderReranker) and by_rank.fusion == "rank"
     alone = build_reranker(settings.model_copy(update={"rerank_search_weight": 0.0}))
