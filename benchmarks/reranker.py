@@ -26,6 +26,7 @@ from pathlib import Path
 
 from llm_twin.retrieval.evaluation import documents_ranking, ensure_ingested, eval_retriever, eval_settings, load_beir
 from llm_twin.retrieval.rerankers.base import SearchFusion, apply_scores, fuse_with_search, passage_text
+from llm_twin.retrieval.rerankers.factory import search_weight_for
 from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
 from llm_twin.settings import SHARED_DIR, Settings, load_settings
 from llm_twin.training.pairs import is_dev
@@ -111,12 +112,19 @@ def hybrid_candidates(local: Settings, queries: dict, qids: list[str]) -> dict:
 
 
 def scifact(
-    dataset_dir: Path, models: dict[str, Path], limit: int | None, top_n: int, threads: int | None, default: Fusion
+    dataset_dir: Path,
+    models: dict[str, Path],
+    limit: int | None,
+    top_n: int,
+    threads: int | None,
+    defaults: dict[str, Fusion],
 ) -> dict:
     """Held-out train queries (the 10% the trainer keeps out): every fusion of ``fusion_grid``, and
     the best one chosen there (never on the test split). Test queries: hybrid alone, each model
-    alone, fused by score and by rank at the default weight, and the chosen fusion. Choosing uses
-    train labels: a zero-shot model's zero-shot rows are the alone and default ones."""
+    alone, fused by score and by rank at the weight the service would use for it (``defaults``), and
+    the chosen fusion. Choosing uses train labels: a zero-shot model's zero-shot rows are the alone
+    and default ones (the service's weight for a model trained with labels was chosen on its own
+    held-out labelled queries, which are these)."""
     settings = load_settings(fusion="dbsf")
     data = load_beir(dataset_dir, "test")
     train = load_beir(dataset_dir, "train")
@@ -143,6 +151,7 @@ def scifact(
     }
     grid = fusion_grid()
     for name, model in models.items():
+        default = defaults[name]
         reranker = OnnxCrossEncoderReranker(model, top_n=top_n, threads=threads)
         reranker.warm_up()
         train_runs, _ = reranked_runs(reranker, train.queries, train_candidates, held_out, grid)
@@ -175,7 +184,12 @@ def scifact(
 
 
 def latency(
-    models: dict[str, Path], dataset_dir: Path, queries: int, top_n: int, threads: int | None, default: Fusion
+    models: dict[str, Path],
+    dataset_dir: Path,
+    queries: int,
+    top_n: int,
+    threads: int | None,
+    defaults: dict[str, Fusion],
 ) -> dict:
     """The rerank stage alone over ``top_n`` SciFact candidates: p50/p95 and per pair, per model."""
     settings = load_settings(fusion="dbsf")
@@ -187,7 +201,7 @@ def latency(
     out = {}
     for name, model in models.items():
         reranker = OnnxCrossEncoderReranker(
-            model, top_n=top_n, threads=threads, search_weight=default[1], fusion=default[0]
+            model, top_n=top_n, threads=threads, search_weight=defaults[name][1], fusion=defaults[name][0]
         )
         reranker.warm_up()
         reranker.run(data.queries[qids[0]], per_query[0][:top_n], top_k=top_n)  # first call: allocations
@@ -376,7 +390,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="First N test queries (default: all 300).")
     parser.add_argument("--top-n", type=int, default=20)
     parser.add_argument(
-        "--search-weight", type=float, default=None, help="Fused rows' search weight (default: the setting)."
+        "--search-weight",
+        type=float,
+        default=None,
+        help="Fused rows' search weight (default: the service's for each model).",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--latency-queries", type=int, default=30, help="0 skips the latency part.")
@@ -410,18 +427,25 @@ def main() -> None:
     if args.note:
         result["note"] = args.note
     configured = load_settings()
-    weight = args.search_weight if args.search_weight is not None else configured.rerank_search_weight
-    default: Fusion = (configured.rerank_fusion, weight)
+    if args.search_weight is not None:
+        configured = configured.model_copy(update={"rerank_search_weight": args.search_weight})
+
+    def service_fusion(model: Path) -> Fusion:
+        """The fusion the service would use for ``model`` with these settings."""
+        return (configured.rerank_fusion, search_weight_for(configured, model))
+
+    timed = {**models, **cost_only}
+    defaults = {name: service_fusion(model) for name, model in timed.items()}
     if not args.skip_scifact:
-        result["scifact"] = scifact(args.dataset, models, args.limit, args.top_n, args.threads, default)
-    if args.latency_queries and (models or cost_only):
-        timed = {**models, **cost_only}
-        result["latency"] = latency(timed, args.dataset, args.latency_queries, args.top_n, args.threads, default)
+        result["scifact"] = scifact(args.dataset, models, args.limit, args.top_n, args.threads, defaults)
+    if args.latency_queries and timed:
+        result["latency"] = latency(timed, args.dataset, args.latency_queries, args.top_n, args.threads, defaults)
     demo_data_dir = args.demo_data_dir or configured.data_dir
+    demo_weight = service_fusion(args.demo_model)[1] if args.demo_model else 0.0
     if args.demo_model and args.demo_dev:
-        result["demo"] = demo(args.demo_model, args.demo_dev, demo_data_dir, args.top_n, weight)
+        result["demo"] = demo(args.demo_model, args.demo_dev, demo_data_dir, args.top_n, demo_weight)
     if args.demo_model and args.demo_twin:
-        result["twin_dev"] = twin_dev(args.demo_model, demo_data_dir, weight)
+        result["twin_dev"] = twin_dev(args.demo_model, demo_data_dir, demo_weight)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reranker.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "reranker.md").write_text(markdown(result))

@@ -120,15 +120,13 @@ class Settings(BaseSettings):
     )
     rerank_model: str | None = Field(default=None, description="Cross-encoder id or local directory.")
     rerank_top_n: int = Field(default=20, ge=1, description="Candidates reranked (and grouped by document).")
-    # 2, not 1: on the 71 held-out SciFact *train* queries each synthetic-only model scored higher at 2
-    # than at 1 (+0.007 to +0.011 nDCG@10; the in-domain one lost 0.011), and so did the demo model on
-    # the twin dev set (MRR 0.838 vs 0.834). A user without labels gets a synthetic-only model.
-    rerank_search_weight: float = Field(
-        default=2.0,
+    rerank_search_weight: float | None = Field(
+        default=None,
         ge=0.0,
         description="cross-encoder: weight of the search against the model when their scores are combined "
-        "(1: equal; 0: the model's order alone, as the reference). A small model trained here is fused, so it "
-        "cannot undo the search.",
+        "(1: equal; 0: the model's order alone, as the reference). Unset: the weight the model's own training "
+        "chose on labelled held-out queries (its training.json), else 2. A small model trained here is fused, "
+        "so it cannot undo the search.",
     )
     rerank_fusion: Literal["score", "rank"] = Field(
         default="score",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import types
@@ -15,6 +16,7 @@ from llm_twin.llm.base import Completion, TokenScorer
 from llm_twin.llm.openai_compat import parse_openai_logprobs
 from llm_twin.models import ModelNotFoundError
 from llm_twin.retrieval.rerankers.base import (
+    DEFAULT_SEARCH_WEIGHT,
     RerankerConfigError,
     SearchFusion,
     fuse_with_search_rank,
@@ -228,7 +230,7 @@ def test_auto_finds_a_cross_encoder_under_models_dir(tmp_path: Path) -> None:
     reranker = build_reranker(settings)
     assert isinstance(reranker, OnnxCrossEncoderReranker)
     assert reranker.name == "cross-encoder" and reranker.top_n == 7
-    assert reranker.search_weight == settings.rerank_search_weight
+    assert settings.rerank_search_weight is None and reranker.search_weight == DEFAULT_SEARCH_WEIGHT == 2.0
     assert reranker.fusion == settings.rerank_fusion == "score"  # the default: the model's margins count
     assert "fused with the search score at weight 2" in reranker.description
     by_rank = build_reranker(settings.model_copy(update={"rerank_fusion": "rank"}))
@@ -236,6 +238,24 @@ def test_auto_finds_a_cross_encoder_under_models_dir(tmp_path: Path) -> None:
     alone = build_reranker(settings.model_copy(update={"rerank_search_weight": 0.0}))
     assert isinstance(alone, OnnxCrossEncoderReranker) and alone.search_weight == 0.0
     assert "fused" not in alone.description
+
+
+def test_search_weight_is_the_setting_else_the_models_training_choice_else_the_default(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, rerank_backend="auto", rerank_model=None)
+    model = build_test_cross_encoder(settings.models_dir / "cross-encoder" / "mini")
+    assert build_reranker(settings).search_weight == DEFAULT_SEARCH_WEIGHT  # no training.json
+    # What `llm-twin train reranker` writes when it had labelled held-out queries to choose on.
+    (model / "training.json").write_text(json.dumps({"search_weight": 1.0, "search_fusion": "score"}))
+    trained = build_reranker(settings)
+    assert trained.search_weight == 1.0 and "at weight 1)" in trained.description
+    # Chosen for score fusion: it says nothing about rank fusion, which keeps the default.
+    assert build_reranker(settings.model_copy(update={"rerank_fusion": "rank"})).search_weight == DEFAULT_SEARCH_WEIGHT
+    # The setting, when given, wins (0 included: the model alone).
+    assert build_reranker(settings.model_copy(update={"rerank_search_weight": 4.0})).search_weight == 4.0
+    assert build_reranker(settings.model_copy(update={"rerank_search_weight": 0.0})).search_weight == 0.0
+    # A synthetic-only model's training chose nothing.
+    (model / "training.json").write_text(json.dumps({"search_weight": None, "search_fusion": None}))
+    assert build_reranker(settings).search_weight == DEFAULT_SEARCH_WEIGHT
 
 
 def test_auto_with_a_configured_model(model_dir: Path, tmp_path: Path) -> None:

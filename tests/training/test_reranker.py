@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -59,6 +60,7 @@ def test_train_export_and_load_as_cross_encoder(tmp_path):
     out = trainer.save(tmp_path / "reranker", report)
     saved = json.loads((out / "training.json").read_text())
     assert saved["data"] == {"sizes": "tiny"} and saved["best_step"] == report.best_step
+    assert saved["search_weight"] is None  # no labelled held-out query to choose a weight on
     assert not (tmp_path / ".reranker.partial").exists()
 
     # A standard HF directory: one logit, two layers, the tokenizer trained with.
@@ -73,6 +75,33 @@ def test_train_export_and_load_as_cross_encoder(tmp_path):
         # int8 weights move the logits a little; this tiny model's scores lie close together, so an
         # absolute bound (not the order) is what the export can promise here.
         assert np.abs(onnx_scores - torch_scores).max() < 0.25, (onnx_scores, torch_scores)
+
+
+def test_search_weight_is_chosen_on_labelled_held_out_queries():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from llm_twin.training.reranker import SEARCH_WEIGHTS, CrossEncoderTrainer, model_card
+
+    trainer = CrossEncoderTrainer(
+        default_base_model(), layers=2, epochs=1, batch_groups=2, negatives=3, max_length=64, eval_every=100
+    )
+    # The search puts every positive first: fused at weight 4 the positive wins whatever the model says.
+    first = [replace(g, method="qrels:train", search_scores=[1.0, 0.5, 0.4, 0.3]) for g in groups()]
+    by_weight = trainer.dev_mrr_by_search_weight(first, SEARCH_WEIGHTS)
+    assert set(by_weight) == set(SEARCH_WEIGHTS) and by_weight[4.0] == 1.0
+    assert by_weight[0.0] == trainer.dev_mrr(first)  # weight 0: the model alone
+    # ... and every positive last: at weight 4 each ranks last of 4.
+    last = [replace(g, search_scores=[0.0, 0.9, 0.8, 1.0]) for g in first]
+    assert trainer.dev_mrr_by_search_weight(last, [4.0]) == {4.0: 0.25}
+
+    report = trainer.run(groups(), first)
+    best = max(report.dev_mrr_by_search_weight.values())
+    assert best == 1.0 and report.search_fusion == "score"
+    assert report.dev_mrr_by_search_weight[f"{report.search_weight:g}"] == best
+    assert f"Search weight: {report.search_weight:g}, the best held-out MRR" in model_card(report)
+    # Held-out synthetic queries choose nothing: the search already finds them all.
+    synthetic = [replace(g, method="llm:fake") for g in first]
+    assert trainer.run(groups(), synthetic).search_weight is None
 
 
 def test_cli_trains_on_a_corpus_and_auto_picks_the_model(tmp_path, monkeypatch, small_corpus):

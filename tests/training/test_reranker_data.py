@@ -30,8 +30,9 @@ ABSTRACT = (
 )
 
 
-def chunk(doc: str, index: int = 0, text: str = "text") -> EmbeddedChunk:
+def chunk(doc: str, index: int = 0, text: str = "text", score: float = 0.0) -> EmbeddedChunk:
     return EmbeddedChunk(
+        score=score,
         id=f"{doc}-{index}",
         collection="articles",
         content_type="article",
@@ -201,14 +202,20 @@ def test_held_out_groups_keep_the_whole_top_as_the_service_reranks_it():
         SyntheticQuery("dev query", "d1", "d1", "document", "llm:fake"),
         SyntheticQuery("train query", "d2", "d2", "document", "llm:fake"),
     ]
-    ranked = [chunk("d5"), chunk("d1"), chunk("d1", 1), chunk("d6"), chunk("d7"), chunk("d8")]
-    searcher = FakeSearcher({"dev query": ranked, "train query": [chunk("d2"), *ranked]})
+    ranked = [
+        chunk(d, i, score=0.9 - 0.1 * n)
+        for n, (d, i) in enumerate([("d5", 0), ("d1", 0), ("d1", 1), ("d6", 0), ("d7", 0), ("d8", 0)])
+    ]
+    searcher = FakeSearcher({"dev query": ranked, "train query": [chunk("d2", score=1.0), *ranked]})
     dev, train = synthetic_groups(
         rows, searcher, keep_top=3, negatives=1, hard_negatives="below", is_dev=lambda d: d == "d1", dev_candidates=5
     )[0]
     # Dev: every other document in the top 5, above the source too, whatever the training mode.
     assert dev.negative_ids == ["d5-0", "d6-0", "d7-0"]
     assert train.negative_ids == ["d5-0"]  # training keeps its own count and mode
+    # Dev groups keep the search's scores (positive, then each negative) to fuse with as the service does.
+    assert dev.search_scores == [0.8, 0.9, 0.6, 0.5] and train.search_scores == []
+    assert not dev.labelled
     labelled = labelled_groups(
         {"q1": "dev query", "q2": "train query"},
         {"q1": {"d1": 1}, "q2": {"d2": 1}},
@@ -220,6 +227,8 @@ def test_held_out_groups_keep_the_whole_top_as_the_service_reranks_it():
         dev_candidates=5,
     )
     assert [g.negative_ids for g in labelled] == [["d5-0", "d6-0", "d7-0"], ["d5-0"]]
+    assert [g.search_scores for g in labelled] == [[0.8, 0.9, 0.6, 0.5], []]
+    assert all(g.labelled for g in labelled)
 
 
 def test_labelled_groups_skip_every_relevant_document(tmp_path):

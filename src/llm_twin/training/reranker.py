@@ -26,8 +26,12 @@ from typing import Any
 import numpy as np
 
 from llm_twin.errors import InvalidInputError
+from llm_twin.retrieval.rerankers.base import DEFAULT_SEARCH_WEIGHT, fuse_with_search_score
 from llm_twin.training.embedder import TOKENIZER_FILES, require_training_stack
 from llm_twin.training.reranker_data import RerankGroup
+
+#: Search weights tried on the labelled held-out queries after training (0: the model alone).
+SEARCH_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass
@@ -50,6 +54,11 @@ class RerankerTrainingReport:
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)  # mean loss between dev checks
     dev_mrr: list[float] = field(default_factory=list)  # dev MRR at each check (first: before training)
+    #: Fused by score with the search at each weight, on the labelled held-out queries; the best is
+    #: ``search_weight``, which the service uses unless LLM_TWIN_RERANK_SEARCH_WEIGHT is set.
+    dev_mrr_by_search_weight: dict[str, float] = field(default_factory=dict)
+    search_weight: float | None = None
+    search_fusion: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,15 +147,30 @@ class CrossEncoderTrainer:
         """Mean reciprocal rank of each positive among all of its own group's passages."""
         if not groups:
             return 0.0
-        pairs = [(g.query, p) for g in groups for p in [g.positive, *g.negatives]]
-        scores = self.score(pairs)
-        total, at = 0.0, 0
+        return _mrr(self._group_scores(groups))
+
+    def dev_mrr_by_search_weight(self, groups: Sequence[RerankGroup], weights: Sequence[float]) -> dict[float, float]:
+        """``dev_mrr`` with the model's scores fused with the search's by score at each weight, as the
+        service fuses them (each group needs ``search_scores``)."""
+        rows = self._group_scores(groups)
+        return {
+            w: _mrr(
+                [
+                    np.asarray(fuse_with_search_score(r.tolist(), g.search_scores, w))
+                    for g, r in zip(groups, rows, strict=True)
+                ]
+            )
+            for w in weights
+        }
+
+    def _group_scores(self, groups: Sequence[RerankGroup]) -> list[np.ndarray]:
+        """The model's scores of each group's positive then negatives."""
+        scores = self.score([(g.query, p) for g in groups for p in [g.positive, *g.negatives]])
+        rows, at = [], 0
         for g in groups:
-            n = 1 + len(g.negatives)
-            row = scores[at : at + n]
-            total += 1.0 / (1 + int((row[1:] > row[0]).sum()))
-            at += n
-        return round(total / len(groups), 4)
+            rows.append(scores[at : at + 1 + len(g.negatives)])
+            at += 1 + len(g.negatives)
+        return rows
 
     # --- training -------------------------------------------------------------------------------
     def run(
@@ -242,7 +266,24 @@ class CrossEncoderTrainer:
         self._model.load_state_dict(best_state)
         report.steps = step
         report.seconds = round(time.perf_counter() - t0, 1)
+        self._choose_search_weight(dev, report, say)
         return report
+
+    def _choose_search_weight(
+        self, dev: Sequence[RerankGroup], report: RerankerTrainingReport, say: Callable[[str], None]
+    ) -> None:
+        # Labelled queries only: a synthetic query is kept only when the search already finds its
+        # source, so held-out synthetic queries cannot tell weights apart (SciFact: the search's MRR
+        # on them was 0.993, and every weight from 1 to 4 scored the same).
+        held_out = [g for g in dev if g.labelled and g.search_scores]
+        if not held_out:
+            return
+        by_weight = self.dev_mrr_by_search_weight(held_out, SEARCH_WEIGHTS)
+        # Ties go to the weight nearest the default.
+        chosen = max(by_weight, key=lambda w: (by_weight[w], -abs(w - DEFAULT_SEARCH_WEIGHT)))
+        report.dev_mrr_by_search_weight = {f"{w:g}": m for w, m in by_weight.items()}
+        report.search_weight, report.search_fusion = chosen, "score"
+        say(f"search weight {chosen:g} chosen on {len(held_out)} labelled held-out queries: {by_weight}")
 
     def _group_loss(self, batch: Sequence[RerankGroup], rng: random.Random) -> Any:
         import torch
@@ -315,6 +356,7 @@ pair, seed {report.seed}. `model.onnx` is the dynamic-int8 export our `cross-enc
   (best at step {report.best_step}{", stopped early" if report.stopped_early else ""}), {report.seconds} s.
 - Held-out groups ({report.dev_groups}): MRR of the positive among the other documents of the
   search's top 20 for its query, before training and at each check: {curve}.
+- Search weight: {_search_weight_line(report)}
 
 Data (sizes and provenance; `ict-sentence` is weak supervision, a sentence of the passage as the
 query and the passage shown without it; `title`, a document's title as the query and every passage
@@ -325,6 +367,24 @@ when our hybrid search finds their source in its top results):
 {data}
 ```
 """
+
+
+def _search_weight_line(report: RerankerTrainingReport) -> str:
+    if report.search_weight is None:
+        return (
+            f"none chosen (no labelled held-out queries), so the service fuses at {DEFAULT_SEARCH_WEIGHT:g} "
+            "unless LLM_TWIN_RERANK_SEARCH_WEIGHT is set."
+        )
+    tried = ", ".join(f"{w}: {m}" for w, m in report.dev_mrr_by_search_weight.items())
+    return (
+        f"{report.search_weight:g}, the best held-out MRR fused by score ({tried}); the service fuses at it "
+        "unless LLM_TWIN_RERANK_SEARCH_WEIGHT is set."
+    )
+
+
+def _mrr(rows: Sequence[np.ndarray]) -> float:
+    """Mean reciprocal rank of each row's first entry (the positive) among the row."""
+    return round(sum(1.0 / (1 + int((r[1:] > r[0]).sum())) for r in rows) / len(rows), 4) if rows else 0.0
 
 
 def export_onnx_int8(model: Any, target: Path) -> Path:

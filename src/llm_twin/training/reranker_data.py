@@ -28,6 +28,8 @@ from llm_twin.training.synthetic import TITLE_METHOD, SyntheticQuery
 #: A positive shorter than this (a one-line commit under its own subject as a title query) is no text
 #: to match the query against: the group is left out.
 MIN_BODY_WORDS = 3
+#: Provenance prefix of a labelled group ("qrels:<split>").
+LABELLED_METHOD = "qrels:"
 
 
 class HybridSearcher(Protocol):
@@ -46,6 +48,14 @@ class RerankGroup:
     document_id: str
     positive_rank: int = -1  # rank of the source in the hybrid results (-1: labelled, not searched for)
     negative_ids: list[str] = field(default_factory=list)
+    #: Held-out groups: the search's scores of the positive and of each negative, in that order, to fuse
+    #: the model's scores with as the service does (empty when the search did not return the positive).
+    search_scores: list[float] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        """From a dataset's relevance labels, not a query written for a passage."""
+        return self.method.startswith(LABELLED_METHOD)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +98,8 @@ def synthetic_groups(
         if rank is None or rank >= keep_top:
             counts["source_not_in_top"] += 1
             continue
-        if is_dev is not None and is_dev(row.document_id):
+        held_out = is_dev is not None and is_dev(row.document_id)
+        if held_out:
             below = _others(chunks[:dev_candidates], {row.document_id}, dev_candidates)
         else:
             pool = chunks if hard_negatives == "top" else chunks[rank + 1 :]
@@ -115,6 +126,7 @@ def synthetic_groups(
                 row.document_id,
                 rank,
                 [c.id for c in below],
+                [chunks[rank].score, *(c.score for c in below)] if held_out else [],
             )
         )
     counts["kept"] = len(groups)
@@ -163,7 +175,8 @@ def labelled_groups(
     groups = []
     for qid, chunks in zip(qids, results, strict=True):
         relevant = {d for d, g in qrels[qid].items() if g > 0}
-        if is_dev is not None and is_dev(qid):
+        held_out = is_dev is not None and is_dev(qid)
+        if held_out:
             below = _others(chunks[:dev_candidates], relevant, dev_candidates)
         else:
             below = _others(chunks, relevant, negatives)
@@ -180,9 +193,10 @@ def labelled_groups(
                     queries[qid],
                     positive,
                     [passage_text(c) for c in below],
-                    f"qrels:{split}",
+                    f"{LABELLED_METHOD}{split}",
                     doc,
                     negative_ids=[c.id for c in below],
+                    search_scores=[hit.score, *(c.score for c in below)] if held_out and hit is not None else [],
                 )
             )
     return groups

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 from llm_twin.embedding.onnx_embedder import OnnxSentenceEmbedder
 from llm_twin.llm.base import LLMClient
 from llm_twin.models import ModelNotFoundError, find_onnx_files
-from llm_twin.retrieval.rerankers.base import RERANK_MODEL_ENV, RerankerConfigError, resolve_cross_encoder
+from llm_twin.retrieval.rerankers.base import (
+    DEFAULT_SEARCH_WEIGHT,
+    RERANK_MODEL_ENV,
+    RerankerConfigError,
+    resolve_cross_encoder,
+    trained_search_weight,
+)
 from llm_twin.retrieval.rerankers.llm_yes_no import LlmYesNoReranker
 from llm_twin.retrieval.rerankers.none import NoopReranker
 from llm_twin.retrieval.rerankers.onnx_cross_encoder import OnnxCrossEncoderReranker
@@ -45,6 +51,15 @@ def _sentence_transformers_installed() -> bool:
     return True
 
 
+def search_weight_for(settings: Settings, directory: Path | None) -> float:
+    """The weight a cross-encoder's scores are fused with the search's at: the setting when given,
+    else the one the model's training chose on labelled held-out queries, else the default."""
+    if settings.rerank_search_weight is not None:
+        return settings.rerank_search_weight
+    trained = trained_search_weight(directory, settings.rerank_fusion) if directory is not None else None
+    return DEFAULT_SEARCH_WEIGHT if trained is None else trained
+
+
 def _cross_encoder(model: str, settings: Settings) -> Reranker:
     try:
         directory = resolve_cross_encoder(model, settings.models_dir)
@@ -56,9 +71,10 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
         return SentenceTransformersCrossEncoderReranker(
             model,
             top_n=settings.rerank_top_n,
-            search_weight=settings.rerank_search_weight,
+            search_weight=search_weight_for(settings, None),
             fusion=settings.rerank_fusion,
         )
+    search_weight = search_weight_for(settings, directory)
     try:
         find_onnx_files(directory, model_id=model)
     except ModelNotFoundError as onnx_error:
@@ -70,14 +86,14 @@ def _cross_encoder(model: str, settings: Settings) -> Reranker:
         return SentenceTransformersCrossEncoderReranker(
             directory,
             top_n=settings.rerank_top_n,
-            search_weight=settings.rerank_search_weight,
+            search_weight=search_weight,
             fusion=settings.rerank_fusion,
         )
     return OnnxCrossEncoderReranker(
         model,
         models_dir=settings.models_dir,
         top_n=settings.rerank_top_n,
-        search_weight=settings.rerank_search_weight,
+        search_weight=search_weight,
         fusion=settings.rerank_fusion,
     )
 
