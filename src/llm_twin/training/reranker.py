@@ -5,7 +5,9 @@ every group's logits with the positive as the target (listwise softmax loss, as 
 and InPars-v2's rerankers). A held-out slice of groups is scored every ``eval_every`` steps: the
 MRR of the positive among the other documents of its query's top 20 (``reranker_data``), i.e. of
 reranking what the service reranks. The best weights are kept and training stops after ``patience``
-checks without improvement. The result is a standard Hugging Face directory
+checks without improvement. Then, when some held-out queries are labelled, the model is fused with
+the search at each of ``SEARCH_WEIGHTS`` on them and the best weight goes into ``training.json``,
+which the service fuses at. The result is a standard Hugging Face directory
 (``AutoModelForSequenceClassification``, ``num_labels=1``, which sentence-transformers'
 ``CrossEncoder`` loads too) plus ``model.onnx``, dynamically quantized to int8 for our ONNX backend.
 Needs torch and transformers (``make install-train``); the service never imports this module.
