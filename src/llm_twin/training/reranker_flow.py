@@ -194,7 +194,7 @@ def build_data(
             labelled = labelled_groups(data.queries, data.qrels, texts, searcher, plan.split, **shared)
     every = groups + labelled
     # Held out by document (synthetic) or by query (labelled): nothing of a dev group is trained on.
-    dev = [g for g in every if held_out(g.document_id if g.positive_rank >= 0 else g.query_id.split(":")[1])]
+    dev = [g for g in every if held_out(g.query_id.split(":")[1] if g.labelled else g.document_id)]
     train = [g for g in every if g not in dev]
     write_groups(cache / "train.jsonl", train)
     write_groups(cache / "dev.jsonl", dev)
